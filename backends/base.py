@@ -1,0 +1,108 @@
+"""The backend protocol: batched primitives over a task axis (DESIGN.md, capability lattice).
+
+Every primitive takes a learner (an object with ``task_loss(params, x, y)`` for one task and a
+``model`` attribute), per-task parameters with a leading task axis B, and per-task data
+``x: [B, K, ...]``, ``y: [B, K, ...]``:
+
+========================  ====================================================  =========================
+primitive                 returns                                               needed by
+========================  ====================================================  =========================
+``loss``                  per-task loss L_b(θ_b), shape [B]                     ES-MAML, evaluation
+``loss_and_grad``         (L_b, ∇L_b(θ_b))                                      FOMAML, Reptile, inner loops
+``hvp``                   ∇²L_b(θ_b)·v_b (Pearlmutter, seed 000 eq. 2.7)        MAML (eq. 2.5), iMAML (3.9)
+========================  ====================================================  =========================
+
+A backend declares what it provides in ``provides``; an instance may be restricted to fewer
+capabilities (``capabilities=...``), which is how a user emulates a substrate that offers less
+(e.g. a chip that only reports losses). Calling a primitive outside the instance's
+capabilities raises :class:`CapabilityError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import torch
+
+from innerloop.engine.errors import CapabilityError, ConfigError
+
+CAPABILITIES: tuple[str, ...] = ("loss", "loss_and_grad", "hvp", "local_update", "sample", "meta_gradient")
+
+Params = dict[str, torch.Tensor]
+
+
+class LearnerLike(Protocol):
+    """What a backend needs of a learner: a per-task scalar loss and the model it wraps."""
+
+    model: Any
+    loss_name: str
+
+    def task_loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+
+class Backend:
+    """Base class of all backends. Subclasses set ``name``, ``provides`` and the primitives."""
+
+    name: str = "abstract"
+    provides: frozenset[str] = frozenset()
+    description: str = ""
+    dtype: torch.dtype = torch.float32
+    device: torch.device = torch.device("cpu")
+
+    def __init__(self, capabilities: Iterable[str] | str | None = None) -> None:
+        if capabilities is None:
+            self.capabilities = frozenset(self.provides)
+            return
+        if isinstance(capabilities, str):
+            capabilities = [c.strip() for c in capabilities.split(",") if c.strip()]
+        requested = frozenset(capabilities)
+        unknown = requested - set(CAPABILITIES)
+        if unknown:
+            raise ConfigError(
+                f"unknown capabilities {sorted(unknown)}", f"choose from: {', '.join(CAPABILITIES)}"
+            )
+        missing = requested - self.provides
+        if missing:
+            raise ConfigError(
+                f"backend '{self.name}' does not provide {sorted(missing)}",
+                f"it provides: {', '.join(sorted(self.provides))}",
+            )
+        self.capabilities = requested
+
+    def supports(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def _require(self, capability: str) -> None:
+        if capability not in self.capabilities:
+            raise CapabilityError(
+                f"backend '{self.name}' was asked for '{capability}', which this instance does not offer "
+                f"(it offers: {', '.join(sorted(self.capabilities)) or 'nothing'})",
+                "pick an algorithm that needs only what the backend offers (innerloop list)",
+            )
+
+    # -- primitives ---------------------------------------------------------------------------
+    def loss(self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-task loss L_b(θ_b), shape [B]."""
+        raise CapabilityError(f"backend '{self.name}' does not implement 'loss'")
+
+    def loss_and_grad(
+        self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, Params]:
+        """Per-task loss [B] and gradient ∇_θ L_b(θ_b) (a dict with leading axis B)."""
+        raise CapabilityError(f"backend '{self.name}' does not implement 'loss_and_grad'")
+
+    def hvp(
+        self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor, vector: Params
+    ) -> Params:
+        """Per-task Hessian-vector product ∇²L_b(θ_b)·v_b (seed 000 eq. 2.7)."""
+        raise CapabilityError(f"backend '{self.name}' does not implement 'hvp'")
+
+    @classmethod
+    def unavailable_reason(cls, **options: Any) -> str | None:
+        """Why this backend cannot run here with ``options`` (None when it can)."""
+        return None
+
+    def __repr__(self) -> str:
+        caps = ",".join(sorted(self.capabilities))
+        return f"<{type(self).__name__} '{self.name}' dtype={self.dtype} device={self.device} [{caps}]>"

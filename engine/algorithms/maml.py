@@ -1,0 +1,80 @@
+"""MAML and FOMAML (seed 000 §2–3.1; monograph Algorithms 1 and 3).
+
+Inner loop: N steps θ^(n) = θ^(n−1) − α∇L_S(θ^(n−1)) (seed 000 eq. 2.1).
+Second-order meta-gradient by the explicit reverse pass over the stored iterates (eq. 2.5):
+
+    g ← ∇L_Q(θ^(N));   for n = N, …, 1:  g ← g − α·∇²L_S(θ^(n−1))·g
+
+using only the backend's ``hvp`` — the full Hessian is never formed. FOMAML drops the
+Hessian terms (eq. 3.1): the meta-gradient is ∇L_Q(θ^(N)), biased by −α∇²L_S·∇L_Q at N = 1
+(eq. 3.2).
+"""
+
+from __future__ import annotations
+
+from innerloop.backends.base import Backend
+from innerloop.engine.algorithms.base import MetaAlgorithm, MetaGradient, register
+from innerloop.engine.inner import sgd_trajectory
+from innerloop.engine.learner import Learner
+from innerloop.engine.params import Params, add_scaled, mean_over_tasks
+from innerloop.engine.tasks import TaskBatch
+
+
+@register
+class MAML(MetaAlgorithm):
+    """Model-agnostic meta-learning; ``first_order=True`` gives FOMAML's meta-gradient."""
+
+    name = "maml"
+    requires = frozenset({"loss", "loss_and_grad", "hvp"})
+    summary = "second-order MAML, reverse pass with HVPs (seed 000 eq. 2.5)"
+
+    def __init__(
+        self,
+        model,
+        backend: Backend,
+        inner_lr: float = 0.01,
+        inner_steps: int = 5,
+        first_order: bool = False,
+        loss: str | None = None,
+    ) -> None:
+        self.first_order = bool(first_order)
+        if self.first_order:
+            self.requires = frozenset({"loss", "loss_and_grad"})
+        super().__init__(model, backend, inner_lr, inner_steps, loss)
+
+    def _compute(self, learner: Learner, theta: Params, batch: TaskBatch) -> MetaGradient:
+        backend, lr = self.backend, self.inner_lr
+        trajectory = sgd_trajectory(
+            backend, learner, self._expand(theta, batch), batch.support_x, batch.support_y,
+            lr, self.inner_steps, keep_states=not self.first_order,
+        )
+        query_loss, g = backend.loss_and_grad(learner, trajectory.final, batch.query_x, batch.query_y)
+        if not self.first_order:
+            for state in reversed(trajectory.states[:-1]):  # θ^(N−1), …, θ^(0)
+                g = add_scaled(g, backend.hvp(learner, state, batch.support_x, batch.support_y, g), -lr)
+        return MetaGradient(mean_over_tasks(g), query_loss)
+
+    def capability_hint(self, backend: Backend) -> str:
+        if not self.first_order and {"loss", "loss_and_grad"} <= backend.capabilities:
+            return " (or MAML with first_order=True)"
+        return ""
+
+    def options(self) -> dict:
+        return {**super().options(), "first_order": self.first_order}
+
+
+@register
+class FOMAML(MAML):
+    """First-order MAML (seed 000 eq. 3.1, monograph Algorithm 3): meta-gradient ∇L_Q(θ^(N))."""
+
+    name = "fomaml"
+    requires = frozenset({"loss", "loss_and_grad"})
+    summary = "first-order MAML, meta-gradient ∇L_Q at the adapted point (seed 000 eq. 3.1)"
+
+    def __init__(
+        self, model, backend: Backend, inner_lr: float = 0.01, inner_steps: int = 5, loss: str | None = None
+    ) -> None:
+        super().__init__(model, backend, inner_lr, inner_steps, first_order=True, loss=loss)
+
+    def options(self) -> dict:
+        return {"inner_lr": self.inner_lr, "inner_steps": self.inner_steps}

@@ -1,0 +1,63 @@
+"""A learner: a model's pure ``apply`` bound to a per-task loss (DESIGN.md, "Learners").
+
+Backends receive a :class:`Learner` and realize its per-task loss on their substrate; fused
+backends read ``learner.model`` and ``learner.loss_name`` to decide what they can fuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from innerloop.engine import losses
+from innerloop.engine.errors import ShapeError
+from innerloop.engine.params import Params
+from innerloop.engine.tasks import TaskBatch
+
+
+@dataclass(frozen=True)
+class Learner:
+    """``model`` with ``apply(params, x)`` and a loss name from :data:`losses.LOSSES`."""
+
+    model: Any
+    loss_name: str
+
+    def __post_init__(self) -> None:
+        losses.get(self.loss_name)  # validates the name
+
+    def task_loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of one task (no task axis): L(params; x, y)."""
+        return losses.get(self.loss_name)(self.model.apply(params, x), y)
+
+    def predict(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        return self.model.apply(params, x)
+
+    def check_batch(self, batch: TaskBatch) -> None:
+        """Raise ShapeError when ``batch`` does not fit the model's input/output sizes."""
+        model = self.model
+        features = batch.support_x.shape[-1]
+        if features != model.in_dim:
+            raise ShapeError(
+                f"the model takes inputs with {model.in_dim} features but the tasks have {features}",
+                f"build the model with in_dim={features}",
+            )
+        if batch.is_classification != (self.loss_name == "cross_entropy"):
+            kind = "class labels" if batch.is_classification else "real-valued targets"
+            raise ShapeError(
+                f"the tasks have {kind} but the loss is '{self.loss_name}'",
+                "use loss='cross_entropy' for classification tasks and loss='mse' for regression",
+            )
+        if batch.is_classification:
+            top = int(max(batch.support_y.max(), batch.query_y.max()))
+            if top >= model.out_dim:
+                raise ShapeError(
+                    f"labels go up to {top} but the model has only {model.out_dim} outputs",
+                    f"build the model with out_dim={top + 1} (the number of ways)",
+                )
+        elif batch.support_y.shape[-1] != model.out_dim:
+            raise ShapeError(
+                f"the model has {model.out_dim} outputs but the targets have {batch.support_y.shape[-1]}",
+                f"build the model with out_dim={batch.support_y.shape[-1]}",
+            )

@@ -1,0 +1,32 @@
+"""Per-task losses: a scalar for one task's predictions and targets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from innerloop.engine.errors import unknown_name
+
+
+def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over all points and outputs: (1/Kd)·Σ(ŷ − y)²."""
+    return ((pred - target) ** 2).mean()
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy −(1/K)·Σ log softmax(logits)[y] over a task's points."""
+    return F.cross_entropy(logits, labels)
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "mse": mse,
+    "cross_entropy": cross_entropy,
+}
+
+
+def get(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if name not in LOSSES:
+        raise unknown_name("loss", name, LOSSES)
+    return LOSSES[name]

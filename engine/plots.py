@@ -1,0 +1,148 @@
+"""PNG figures of a run: training curve, adaptation on a held-out task, evaluation summary.
+
+The adaptation figure reproduces seed 000 Figure 6 (predictions on a held-out task after
+n = 0, 1, …, N inner steps) for 1D regression; for 2D classification it shows decision regions
+after each step, and for other regression tasks predicted-vs-true scatter plots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from innerloop.engine.params import Params  # noqa: E402
+from innerloop.engine.tasks import TaskBatch, TaskFamily, generator_for  # noqa: E402
+
+MAX_PANELS = 6
+
+
+def training_curve(rows: list[dict], path: Path, title: str = "") -> None:
+    """Meta-training loss per iteration (raw and moving average) and held-out validation loss."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    its = np.array([r["iter"] for r in rows])
+    losses = np.array([r["loss"] for r in rows])
+    if len(its):
+        ax.plot(its, losses, color="tab:blue", alpha=0.25, lw=0.8, label="training meta-loss")
+        window = max(1, len(its) // 50)
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(its[window - 1 :], smooth, color="tab:blue", lw=1.8, label=f"moving average ({window})")
+    val = [(r["iter"], r["val_loss"], r["val_ci95"]) for r in rows if "val_loss" in r]
+    if val:
+        vi, vm, vc = map(np.array, zip(*val))
+        ax.errorbar(vi, vm, yerr=vc, color="tab:orange", marker="o", ms=3, capsize=2,
+                    label="held-out query loss after adaptation")
+    if len(its) and np.all(losses > 0):
+        ax.set_yscale("log")
+    ax.set(xlabel="meta-iteration", ylabel="loss", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def adaptation(algorithm, family: TaskFamily, params: Params, path: Path, seed: int, title: str = "") -> None:
+    """Predictions on one held-out task after n = 0 … N inner steps (seed 000 Figure 6)."""
+    steps = _panel_steps(algorithm.inner_steps)
+    gen = generator_for(seed, "plot")
+    if family.input_dim == 1 and not family.loss == "cross_entropy":
+        task = family.sample(1, gen, queries=200)
+        _regression_panels(algorithm, task, params, steps, path, title)
+    elif family.input_dim == 2 and family.loss == "cross_entropy":
+        _classification_panels(algorithm, family.sample(1, gen), params, steps, path, title)
+    else:
+        _scatter_panels(algorithm, family.sample(1, gen, queries=200), params, steps, path, title)
+
+
+def evaluation(result: dict, path: Path, title: str = "") -> None:
+    """Held-out query loss vs inner steps, meta-learned init against the baselines, with 95% CIs."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    baselines = {name.replace("_", " "): table for name, table in result["baselines"].items()}
+    series = {"meta-learned init": result["steps"], **baselines}
+    for offset, (label, table) in enumerate(series.items()):
+        xs = np.array([int(s) for s in table])
+        order = np.argsort(xs)
+        means = np.array([table[s]["mean"] for s in table])[order]
+        cis = np.array([table[s]["ci95"] for s in table])[order]
+        ax.errorbar(xs[order] + 0.08 * (offset - 1), means, yerr=cis, marker="o", capsize=3, label=label)
+    ax.set(xlabel="inner steps on the support set", ylabel=f"query {result.get('loss', 'loss')}",
+           title=title or f"held-out tasks: {result['tasks']}, shots: {result['shots']}")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+# -- panels -----------------------------------------------------------------------------------
+def _panel_steps(n: int) -> list[int]:
+    if n + 1 <= MAX_PANELS:
+        return list(range(n + 1))
+    return sorted({0, 1, 2, n // 2, (3 * n) // 4, n})
+
+
+def _to_np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().cpu().numpy()
+
+
+def _predict(algorithm, task: TaskBatch, params: Params, steps: int, x: torch.Tensor) -> torch.Tensor:
+    adapted = algorithm.adapt(params, task, steps=steps)
+    single = {k: v[0] for k, v in adapted.items()}
+    return algorithm.model.apply(single, x.to(next(iter(single.values())).dtype))
+
+
+def _regression_panels(algorithm, task, params, steps, path, title) -> None:
+    order = task.query_x[0, :, 0].argsort()
+    xq, yq = task.query_x[0, order], task.query_y[0, order]
+    fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3), sharey=True, squeeze=False)
+    for ax, n in zip(axes[0], steps):
+        pred = _predict(algorithm, task, params, n, xq)
+        ax.plot(_to_np(xq[:, 0]), _to_np(yq[:, 0]), color="k", lw=1.5, label="task (query)")
+        ax.plot(_to_np(xq[:, 0]), _to_np(pred[:, 0]), color="tab:red", lw=1.5, label="prediction")
+        ax.scatter(_to_np(task.support_x[0, :, 0]), _to_np(task.support_y[0, :, 0]), color="tab:blue",
+                   zorder=3, s=18, label="support")
+        ax.set_title(f"n = {n} step{'s' if n != 1 else ''}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title or "adaptation on a held-out task", fontsize=10)
+    _save(fig, path)
+
+
+def _classification_panels(algorithm, task, params, steps, path, title) -> None:
+    lim = float(task.support_x.abs().max()) + 0.8
+    grid = torch.linspace(-lim, lim, 150)
+    gx, gy = torch.meshgrid(grid, grid, indexing="xy")
+    points = torch.stack([gx.flatten(), gy.flatten()], dim=-1)
+    fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3.2), squeeze=False)
+    for ax, n in zip(axes[0], steps):
+        regions = _predict(algorithm, task, params, n, points).argmax(dim=-1).reshape(gx.shape)
+        ax.contourf(_to_np(gx), _to_np(gy), _to_np(regions), levels=np.arange(-0.5, regions.max().item() + 1),
+                    cmap="tab10", alpha=0.3)
+        ax.scatter(_to_np(task.support_x[0, :, 0]), _to_np(task.support_x[0, :, 1]),
+                   c=_to_np(task.support_y[0]), cmap="tab10", vmin=0, vmax=9, edgecolors="k", s=22)
+        ax.set_title(f"n = {n} step{'s' if n != 1 else ''}")
+        ax.set_aspect("equal")
+    fig.suptitle(title or "decision regions on a held-out task", fontsize=10)
+    _save(fig, path)
+
+
+def _scatter_panels(algorithm, task, params, steps, path, title) -> None:
+    fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3.2), squeeze=False)
+    truth = _to_np(task.query_y[0].flatten())
+    for ax, n in zip(axes[0], steps):
+        pred = _to_np(_predict(algorithm, task, params, n, task.query_x[0]).flatten())
+        ax.scatter(truth, pred, s=6, alpha=0.6)
+        lo, hi = truth.min(), truth.max()
+        ax.plot([lo, hi], [lo, hi], color="k", lw=1)
+        ax.set(title=f"n = {n} step{'s' if n != 1 else ''}", xlabel="true query target", ylabel="prediction")
+    fig.suptitle(title or "predictions on a held-out task", fontsize=10)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

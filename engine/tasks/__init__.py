@@ -1,0 +1,28 @@
+"""Task families: distributions over few-shot tasks, sampled with a leading task axis."""
+
+from __future__ import annotations
+
+from innerloop.engine.errors import check_keywords, unknown_name
+from innerloop.engine.tasks.base import SPLITS, TaskBatch, TaskFamily, TaskStream, derive_seed, generator_for
+from innerloop.engine.tasks.clusters import Clusters2D
+from innerloop.engine.tasks.gp import GaussianProcess1D
+from innerloop.engine.tasks.linear import LinearRegression
+from innerloop.engine.tasks.sinusoid import Sinusoid
+
+FAMILIES: dict[str, type[TaskFamily]] = {
+    cls.name: cls for cls in (Sinusoid, GaussianProcess1D, Clusters2D, LinearRegression)
+}
+
+
+def make(name: str, **options) -> TaskFamily:
+    """The task family registered as ``name`` (see :data:`FAMILIES`), built with ``options``."""
+    if name not in FAMILIES:
+        raise unknown_name("task", name, FAMILIES)
+    check_keywords(FAMILIES[name], options, f"task '{name}'")
+    return FAMILIES[name](**options)
+
+
+__all__ = [
+    "FAMILIES", "SPLITS", "Clusters2D", "GaussianProcess1D", "LinearRegression", "Sinusoid",
+    "TaskBatch", "TaskFamily", "TaskStream", "derive_seed", "generator_for", "make",
+]

@@ -1,0 +1,7 @@
+"""``python -m innerloop`` runs the CLI."""
+
+import sys
+
+from innerloop.cli import main
+
+sys.exit(main())

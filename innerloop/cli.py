@@ -1,0 +1,199 @@
+"""The ``innerloop`` command: train, eval, list.
+
+Every user error (unknown names, bad values, shape or capability mismatches, corrupted
+checkpoints, non-finite losses) is printed as one message with a hint and a non-zero exit
+status; tracebacks are kept for real bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from innerloop.engine.errors import ConfigError, InnerloopError
+
+TRAIN_FLAGS = {  # flag → (TrainConfig field, type, help)
+    "--algo": ("algo", str, "algorithm: maml, fomaml, reptile, imaml (see `innerloop list`)"),
+    "--task": ("task", str, "task family: sinusoid, gp, clusters, linear"),
+    "--backend": ("backend", str, "backend: cpu (reference), torch (any torch device)"),
+    "--dtype": ("dtype", str, "float32 (default) or float64"),
+    "--shots": ("shots", int, "support points per task (per class for classification)"),
+    "--queries": ("queries", int, "query points per task (per class for classification)"),
+    "--hidden": ("hidden", "widths", "hidden widths, comma separated (default 40,40; '' for linear)"),
+    "--activation": ("activation", str, "relu (default), tanh, gelu, silu"),
+    "--meta-batch": ("meta_batch", int, "tasks per meta-iteration (default 25)"),
+    "--inner-steps": ("inner_steps", int, "inner steps N (default: the algorithm's, 5 for MAML)"),
+    "--inner-lr": ("inner_lr", float, "inner step size α (default 0.01)"),
+    "--outer-lr": ("outer_lr", float, "outer learning rate β (default 0.001)"),
+    "--optimizer": ("optimizer", str, "outer optimizer: adam (default) or sgd"),
+    "--iters": ("iters", int, "meta-iterations (default 1000)"),
+    "--seed": ("seed", int, "seed of the task streams and initialization (default 0)"),
+    "--checkpoint-every": ("checkpoint_every", int, "iterations between checkpoints (default 100)"),
+    "--eval-every": ("eval_every", int, "iterations between held-out validations (default 100)"),
+    "--eval-tasks": ("eval_tasks", int, "held-out validation tasks (default 100)"),
+}
+OPTION_FLAGS = {
+    "--task-option": ("task_options", "task family option, e.g. --task-option phase_max=3.14159"),
+    "--algo-option": ("algo_options", "algorithm option, e.g. --algo-option lam=10 or first_order=true"),
+    "--backend-option": ("backend_options", "backend option, e.g. --backend-option capabilities=loss,loss_and_grad"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except InnerloopError as err:
+        print(f"innerloop: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        where = getattr(args, "out", None) or getattr(args, "resume", None)
+        hint = f"; continue with `innerloop train --resume {where}`" if where else ""
+        print(f"innerloop: interrupted{hint}", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="innerloop", description="Meta-learning on pluggable backends.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,list}")
+
+    train = sub.add_parser("train", help="meta-train into a run directory",
+                           description="Meta-train an algorithm on a task family with a backend.")
+    for flag, (_, kind, text) in TRAIN_FLAGS.items():
+        train.add_argument(flag, type=str if kind == "widths" else kind, default=None, help=text)
+    for flag, (_, text) in OPTION_FLAGS.items():
+        train.add_argument(flag, action="append", default=[], metavar="KEY=VALUE", help=text)
+    train.add_argument("--config", help="JSON or TOML file of settings (flags given here override it)")
+    where = train.add_mutually_exclusive_group()
+    where.add_argument("--out", help="new run directory (default runs/ALGO-TASK-seedS)")
+    where.add_argument("--resume", metavar="DIR", help="continue the run in DIR (only --iters may change)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_train)
+
+    ev = sub.add_parser("eval", help="held-out evaluation of a run against baselines",
+                        description="Held-out query loss after n inner steps vs random-init and joint learning.")
+    ev.add_argument("run_dir", help="run directory written by `innerloop train`")
+    ev.add_argument("--tasks", type=int, default=500, help="held-out tasks (default 500)")
+    ev.add_argument("--steps", default=None, help="inner-step counts, comma separated (default 0,1,N,2N)")
+    ev.add_argument("--joint-iters", type=int, default=None,
+                    help="training iterations of the joint-learning baseline (default min(iters, 2000))")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(handler=_eval)
+
+    ls = sub.add_parser("list", help="algorithms, tasks, backends and capabilities")
+    ls.set_defaults(handler=_list)
+    return parser
+
+
+# -- train ------------------------------------------------------------------------------------
+def _train(args: argparse.Namespace) -> int:
+    from innerloop.engine.config import TrainConfig, load_config_file
+    from innerloop.engine.trainer import Trainer
+
+    given = _given_settings(args)
+    if args.resume:
+        extra = sorted(set(given) - {"iters"}) + (["--config"] if args.config else [])
+        if extra:
+            raise ConfigError(
+                f"--resume continues a run with its saved settings; these cannot change: {', '.join(extra)}",
+                "drop them, or start a new run with --out",
+            )
+        trainer = Trainer.resume(args.resume, iters=given.get("iters"), progress=not args.quiet)
+    else:
+        settings = load_config_file(args.config) if args.config else {}
+        settings.update(given)
+        config = TrainConfig.from_dict(settings).validate()
+        out = args.out or f"runs/{config.algo}-{config.task}-seed{config.seed}"
+        trainer = Trainer(config, out, progress=not args.quiet)
+    result = trainer.run()
+    val = f", held-out query loss {result.val_loss:.4f}" if result.val_loss is not None else ""
+    print(f"trained {result.iterations} iterations: final meta-loss {result.final_loss:.4f}{val}")
+    print(f"run directory: {result.run_dir} (training_curve.png, adaptation.png, metrics.jsonl, checkpoint.pt)")
+    return 0
+
+
+def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields set on the command line."""
+    settings: dict[str, Any] = {}
+    for flag, (field, kind, _) in TRAIN_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            settings[field] = _widths(value) if kind == "widths" else value
+    for flag, (field, _) in OPTION_FLAGS.items():
+        pairs = getattr(args, flag[2:].replace("-", "_"))
+        if pairs:
+            settings[field] = dict(_key_value(flag, p) for p in pairs)
+    return settings
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise ConfigError(f"--hidden takes comma-separated integers, got '{text}'", "e.g. --hidden 40,40") from None
+
+
+def _key_value(flag: str, text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"{flag} takes KEY=VALUE, got '{text}'", f"e.g. {flag} name=value")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # plain strings need no quotes
+    return key.strip().replace("-", "_"), value
+
+
+# -- eval -------------------------------------------------------------------------------------
+def _eval(args: argparse.Namespace) -> int:
+    from innerloop.engine.evaluation import evaluate_run, format_table
+
+    steps = None
+    if args.steps is not None:
+        try:
+            steps = [int(s) for s in args.steps.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--steps takes comma-separated integers, got '{args.steps}'",
+                              "e.g. --steps 0,1,5,10") from None
+    result = evaluate_run(args.run_dir, tasks=args.tasks, steps=steps, joint_iters=args.joint_iters,
+                          progress=not args.quiet)
+    print(format_table(result))
+    print(f"wrote {Path(args.run_dir) / 'eval.json'} and eval.png")
+    return 0
+
+
+# -- list -------------------------------------------------------------------------------------
+def _list(args: argparse.Namespace) -> int:
+    from innerloop import backends
+    from innerloop.engine import algorithms, tasks
+
+    print("algorithms (needs → options):")
+    for name, cls in sorted(algorithms.ALGORITHMS.items()):
+        print(f"  {name:<9} {cls.summary}")
+        print(f"  {'':<9} needs: {', '.join(sorted(cls.requires))}; options: {_options(cls, ('model', 'backend'))}")
+    print("\ntasks:")
+    for name, cls in sorted(tasks.FAMILIES.items()):
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<9} {doc}")
+        print(f"  {'':<9} options: {_options(cls, ())}")
+    print("\nbackends:")
+    for name in backends.names():
+        info = backends.describe(name)
+        state = "available" if info.available else f"unavailable: {info.reason}"
+        print(f"  {name:<9} {info.description} [{state}]")
+        print(f"  {'':<9} capabilities: {', '.join(sorted(info.capabilities))}")
+    return 0
+
+
+def _options(cls, skip: tuple[str, ...]) -> str:
+    params = inspect.signature(cls).parameters.values()
+    return ", ".join(f"{p.name}={p.default!r}" for p in params if p.name not in skip and p.default is not p.empty)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The innerloop command: train/eval/list and one clear message for every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from innerloop.cli import main
+
+SMALL = ["--hidden", "16", "--meta-batch", "4", "--inner-steps", "2", "--eval-tasks", "8", "--quiet"]
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_console_script_train_eval_list(tmp_path):
+    """The installed entry point end to end: train, eval (eval.json schema), list."""
+    out = tmp_path / "run"
+    subprocess.run(["innerloop", "train", "--iters", "30", "--checkpoint-every", "10", "--eval-every", "10",
+                    "--out", str(out), *SMALL], check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "innerloop", "eval", str(out), "--tasks", "40",
+                           "--steps", "0,1,2,5", "--joint-iters", "20", "--quiet"],
+                          check=True, capture_output=True, text=True)
+    assert "meta-learned" in done.stdout and "random_init" in done.stdout
+    result = json.loads((out / "eval.json").read_text())
+    assert set(result["steps"]) == {"0", "1", "2", "5"}
+    for entry in result["steps"].values():
+        assert entry["ci95"] > 0 and entry["mean"] > 0
+    assert set(result["baselines"]) == {"random_init", "joint"}
+    assert set(result["baselines"]["joint"]) == {"0", "1", "2", "5"}
+    assert result["tasks"] == 40 and result["shots"] == 10
+    assert (out / "eval.png").is_file()
+    listing = subprocess.run(["innerloop", "list"], check=True, capture_output=True, text=True).stdout
+    for word in ("maml", "fomaml", "reptile", "imaml", "sinusoid", "gp", "clusters", "linear", "cpu", "torch", "hvp"):
+        assert word in listing
+
+
+def test_eval_of_classification_reports_accuracy(tmp_path, capsys):
+    out = tmp_path / "cls"
+    code, _, _ = run_cli(["train", "--task", "clusters", "--inner-lr", "0.5", "--iters", "10", "--out", str(out),
+                          *SMALL], capsys)
+    assert code == 0
+    code, stdout, _ = run_cli(["eval", str(out), "--tasks", "20", "--steps", "0,2", "--joint-iters", "5",
+                               "--quiet"], capsys)
+    assert code == 0 and "acc" in stdout
+    result = json.loads((out / "eval.json").read_text())
+    assert 0 <= result["steps"]["2"]["accuracy"]["mean"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--algo", "mamll"], "unknown algorithm 'mamll'"),
+        (["train", "--task", "sinus"], "unknown task 'sinus'"),
+        (["train", "--backend", "gpu9"], "unknown backend 'gpu9'"),
+        (["train", "--inner-lr", "0"], "inner_lr must be > 0"),
+        (["train", "--outer-lr", "-0.1"], "outer_lr must be > 0"),
+        (["train", "--inner-steps", "-1"], "inner_steps must be an integer >= 0"),
+        (["train", "--hidden", "4,x"], "--hidden takes comma-separated integers"),
+        (["train", "--task-option", "amplitude"], "--task-option takes KEY=VALUE"),
+        (["train", "--task-option", "amp=3"], "does not take option(s) amp"),
+        (["train", "--algo", "maml", "--backend-option", "capabilities=loss,loss_and_grad"],
+         "MAML needs hvp, which backend 'cpu' does not offer"),
+        (["train", "--config", "missing.toml"], "config file 'missing.toml' does not exist"),
+        (["eval", "no-such-run"], "is not a run directory"),
+    ],
+)
+def test_bad_input_gives_one_message_and_nonzero_exit(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(args + ["--quiet"] if args[0] == "train" else args, capsys)
+    assert code != 0
+    assert message in err
+    assert "Traceback" not in err and err.startswith("innerloop: error:")
+
+
+def test_nan_loss_exits_with_message(tmp_path, capsys):
+    code, _, err = run_cli(["train", "--inner-lr", "1e12", "--iters", "5", "--out", str(tmp_path / "nan"), *SMALL],
+                           capsys)
+    assert code == 3 and "non-finite" in err and "lower --inner-lr" in err and "Traceback" not in err
+
+
+def test_corrupted_checkpoint_via_cli(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(["train", "--iters", "5", "--out", str(out), *SMALL], capsys)[0] == 0
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    code, _, err = run_cli(["train", "--resume", str(out), "--iters", "10", "--quiet"], capsys)
+    assert code == 2 and "corrupted or truncated" in err
+    code, _, err = run_cli(["eval", str(out), "--quiet"], capsys)
+    assert code == 2 and "corrupted or truncated" in err
+
+
+def test_resume_refuses_changed_settings_and_extends_runs(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(["train", "--iters", "5", "--out", str(out), *SMALL], capsys)[0] == 0
+    code, _, err = run_cli(["train", "--resume", str(out), "--inner-lr", "0.1", "--quiet"], capsys)
+    assert code == 2 and "cannot change: inner_lr" in err
+    code, stdout, _ = run_cli(["train", "--resume", str(out), "--iters", "8", "--quiet"], capsys)
+    assert code == 0 and "trained 8 iterations" in stdout
+
+
+def test_config_file_with_flag_override(tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('algo = "fomaml"\niters = 50\nhidden = [8]\nmeta-batch = 3\n')
+    out = tmp_path / "run"
+    code, _, _ = run_cli(["train", "--config", str(cfg), "--iters", "4", "--out", str(out), "--quiet"], capsys)
+    assert code == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["algo"] == "fomaml" and saved["iters"] == 4 and saved["hidden"] == [8] and saved["meta_batch"] == 3

@@ -1,0 +1,30 @@
+"""The README's commands and code stay true: CI runs its test command; its Python example runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def test_ci_runs_the_readme_test_command():
+    setup = _blocks("bash")[:2]
+    assert len(setup) == 2, "the README must open with exactly two set-up commands"
+    main_job, tests = (b.strip() for b in setup)
+    assert "innerloop train" in main_job and "--backend cpu" in main_job and "innerloop eval" in main_job
+    assert tests in (ROOT / ".ci" / "run").read_text()
+    assert "pytest" in tests and "ruff check" in tests
+
+
+def test_python_example_runs():
+    (example,) = [b for b in _blocks("python") if "il.algorithms.MAML" in b]
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["losses"].shape == (32,)
+    assert namespace["adapted"]["layer0.weight"].shape[0] == 32
