@@ -10,7 +10,13 @@ primitive                 returns                                               
 ``loss``                  per-task loss L_b(θ_b), shape [B]                     ES-MAML, evaluation
 ``loss_and_grad``         (L_b, ∇L_b(θ_b))                                      FOMAML, Reptile, inner loops
 ``hvp``                   ∇²L_b(θ_b)·v_b (Pearlmutter, seed 000 eq. 2.7)        MAML (eq. 2.5), iMAML (3.9)
+``autograd``              runs any torch network with reverse-mode autograd     amortized methods (NPs,
+                          on the backend's dtype/device                         ProtoNet, MatchingNet)
 ========================  ====================================================  =========================
+
+``autograd`` is not a batched primitive but a property of the substrate: the amortized
+algorithms (seed 000 §4–5) train encoder/decoder or embedding networks by ordinary
+backpropagation, which only torch-based backends can execute.
 
 A backend declares what it provides in ``provides``; an instance may be restricted to fewer
 capabilities (``capabilities=...``), which is how a user emulates a substrate that offers less
@@ -27,7 +33,9 @@ import torch
 
 from innerloop.engine.errors import CapabilityError, ConfigError
 
-CAPABILITIES: tuple[str, ...] = ("loss", "loss_and_grad", "hvp", "local_update", "sample", "meta_gradient")
+CAPABILITIES: tuple[str, ...] = (
+    "loss", "loss_and_grad", "hvp", "autograd", "local_update", "sample", "meta_gradient",
+)
 
 Params = dict[str, torch.Tensor]
 

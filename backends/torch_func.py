@@ -37,7 +37,7 @@ class TorchFuncBackend(Backend):
     """torch.func on any torch device (``device="cuda"``, ``"cpu"``, ...)."""
 
     name = "torch"
-    provides = frozenset({"loss", "loss_and_grad", "hvp"})
+    provides = frozenset({"loss", "loss_and_grad", "hvp", "autograd"})
     description = "torch.func (vmap/grad/jvp) on any torch device; the GPU baseline"
 
     def __init__(

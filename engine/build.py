@@ -7,10 +7,13 @@ import inspect
 from innerloop import backends
 from innerloop.backends.base import Backend
 from innerloop.engine import algorithms, tasks
-from innerloop.engine.algorithms import MetaAlgorithm
+from innerloop.engine.algorithms import Algorithm, AmortizedAlgorithm
 from innerloop.engine.config import TrainConfig
+from innerloop.engine.errors import ConfigError, check_keywords
 from innerloop.engine.models import MLP
 from innerloop.engine.tasks import TaskFamily
+
+GRADIENT_HIDDEN = (40, 40)
 
 
 def family(config: TrainConfig) -> TaskFamily:
@@ -21,22 +24,39 @@ def family(config: TrainConfig) -> TaskFamily:
     return tasks.make(config.task, **options)
 
 
-def model(config: TrainConfig, fam: TaskFamily) -> MLP:
-    # A linear-regression family is fit by the bias-free linear model of monograph eq. 2.9
-    # when no hidden layers are asked for; every other case is an MLP with biases.
-    linear = fam.name == "linear" and not config.hidden
-    return MLP(fam.input_dim, config.hidden, fam.output_dim, config.activation, bias=not linear)
+def model(config: TrainConfig, fam: TaskFamily):
+    """The learner: an amortized algorithm's own network, otherwise an MLP.
+
+    A linear-regression family is fit by the bias-free linear model of monograph eq. 2.9
+    when no hidden layers are asked for; every other gradient-lens case is an MLP with biases.
+    """
+    cls = algorithms.ALGORITHMS[config.algo]
+    if issubclass(cls, AmortizedAlgorithm):
+        architecture = {k: v for k, v in config.algo_options.items() if k in cls.architecture_options()}
+        return cls.network(fam, config.hidden, **architecture)
+    hidden = GRADIENT_HIDDEN if config.hidden is None else config.hidden
+    linear = fam.name == "linear" and not hidden
+    return MLP(fam.input_dim, hidden, fam.output_dim, config.activation, bias=not linear)
 
 
 def backend(config: TrainConfig) -> Backend:
     return backends.get(config.backend, **{"dtype": config.dtype, **config.backend_options})
 
 
-def algorithm(config: TrainConfig, net: MLP, bk: Backend) -> MetaAlgorithm:
+def algorithm(config: TrainConfig, net, bk: Backend) -> Algorithm:
+    cls = algorithms.ALGORITHMS[config.algo]
     options = dict(config.algo_options)
-    options["inner_lr"] = config.inner_lr
-    if config.inner_steps is not None:
-        options["inner_steps"] = config.inner_steps
+    if issubclass(cls, AmortizedAlgorithm):
+        if config.inner_steps is not None:
+            raise ConfigError(f"{config.algo} adapts by a forward pass and has no inner loop",
+                              "drop --inner-steps (and --inner-lr, which it ignores)")
+        architecture = cls.architecture_options()
+        check_keywords(cls, options, f"algorithm '{config.algo}'", skip=("model", "backend"), extra=architecture)
+        options = {k: v for k, v in options.items() if k not in architecture}
+    else:
+        options["inner_lr"] = config.inner_lr
+        if config.inner_steps is not None:
+            options["inner_steps"] = config.inner_steps
     return algorithms.make(config.algo, net, bk, **options)
 
 

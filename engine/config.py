@@ -29,7 +29,7 @@ class TrainConfig:
     dtype: str = "float32"
     shots: int | None = None
     queries: int | None = None
-    hidden: tuple[int, ...] = (40, 40)
+    hidden: tuple[int, ...] | None = None  # None: the algorithm's default (40,40 for the gradient lens)
     activation: str = "relu"
     meta_batch: int = 25
     inner_steps: int | None = None
@@ -69,7 +69,7 @@ class TrainConfig:
                 _require_int(name, getattr(self, name), minimum=1)
         if self.inner_steps is not None:
             _require_int("inner_steps", self.inner_steps, minimum=0)
-        if any(int(h) != h or h < 1 for h in self.hidden):
+        if self.hidden is not None and any(int(h) != h or h < 1 for h in self.hidden):
             raise ConfigError(
                 f"hidden widths must be positive integers, got {list(self.hidden)}", "e.g. --hidden 40,40"
             )
@@ -83,7 +83,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["hidden"] = list(self.hidden)
+        data["hidden"] = None if self.hidden is None else list(self.hidden)
         return data
 
     @classmethod
@@ -95,7 +95,7 @@ class TrainConfig:
                 f"unknown configuration key(s): {', '.join(unknown)}", f"known keys: {', '.join(sorted(known))}"
             )
         data = dict(data)
-        if "hidden" in data:
+        if data.get("hidden") is not None:
             data["hidden"] = tuple(data["hidden"])
         return cls(**data)
 

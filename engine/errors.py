@@ -67,14 +67,15 @@ def require_positive(name: str, value: float, *, allow_zero: bool = False) -> No
         raise ConfigError(f"{name} must be {bound}, got {value}", f"pass a value {bound} for {name}")
 
 
-def check_keywords(target, options: dict, what: str, skip: tuple[str, ...] = ()) -> None:
-    """Raise ConfigError if ``options`` has keywords that ``target``'s signature does not take."""
+def check_keywords(target, options: dict, what: str, skip: tuple[str, ...] = (), extra: Iterable[str] = ()) -> None:
+    """Raise ConfigError if ``options`` has keywords that ``target``'s signature (plus ``extra``)
+    does not take."""
     import inspect
 
     accepted = [
         name for name, p in inspect.signature(target).parameters.items()
         if name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
+    ] + sorted(extra)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(f"{what} does not take option(s) {', '.join(unknown)}", f"it takes: {', '.join(accepted)}")

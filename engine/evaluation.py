@@ -24,31 +24,58 @@ from innerloop.engine.rundir import RunDirectory, atomic_torch_save, atomic_writ
 from innerloop.engine.stats import summarize
 from innerloop.engine.tasks import TaskBatch
 
+DEFAULT_TASKS = {"gradient": 500, "bayesian": 500, "metric": 600}
+
 
 def evaluate_run(
     run_dir: str | Path,
-    tasks: int = 500,
+    tasks: int | None = None,
     steps: list[int] | None = None,
     joint_iters: int | None = None,
     progress: bool = True,
+    contexts: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the final checkpoint in ``run_dir``; writes eval.json and eval.png there."""
+    """Evaluate the final checkpoint in ``run_dir``; writes eval.json and eval.png there.
+
+    Gradient-lens runs: loss after ``steps`` inner steps vs baselines (``tasks`` default 500).
+    Neural Processes: NLL vs ``contexts`` (default 2..20) with the exact GP on GP tasks (500).
+    ProtoNet/MatchingNet: accuracy vs raw-input baselines over ``tasks`` episodes (default 600).
+    """
+    from innerloop.engine import amortized_evaluation
+
     run = RunDirectory(run_dir)
     config = run.read_config()
-    if int(tasks) != tasks or tasks < 2:
-        raise ConfigError(f"--tasks must be an integer >= 2, got {tasks}", "e.g. --tasks 500")
-    own = build.inner_steps(config)
-    steps = sorted(set(steps if steps is not None else [0, 1, own, 2 * own]))
-    if any(int(n) != n or n < 0 for n in steps):
-        raise ConfigError(f"--steps must be whole numbers >= 0, got {steps}", "e.g. --steps 0,1,5,10")
     family = build.family(config)
     model = build.model(config, family)
     backend = build.backend(config)
     algorithm = build.algorithm(config, model, backend)
+    tasks = DEFAULT_TASKS[algorithm.lens] if tasks is None else tasks
+    if int(tasks) != tasks or tasks < 2:
+        raise ConfigError(f"--tasks must be an integer >= 2, got {tasks}", "e.g. --tasks 500")
     state = run.load_checkpoint()
     params = {k: v.to(backend.device, backend.dtype) for k, v in state["params"].items()}
     model.check_params(params)
+    if algorithm.lens == "gradient":
+        result = _evaluate_gradient(run, config, family, model, backend, algorithm, params, state, tasks, steps,
+                                    joint_iters, progress)
+    else:
+        header = {"algo": config.algo, "task": config.task, "backend": config.backend,
+                  "iteration": int(state["iteration"]), "tasks": int(tasks), "shots": family.shots,
+                  "seed": config.seed}
+        if algorithm.lens == "bayesian":
+            result = amortized_evaluation.evaluate_bayesian(run, header, family, algorithm, params, tasks, contexts)
+        else:
+            result = amortized_evaluation.evaluate_metric(run, header, family, algorithm, params, tasks, progress)
+    atomic_write_text(run.file("eval.json"), json.dumps(result, indent=2) + "\n")
+    return result
 
+
+def _evaluate_gradient(run, config, family, model, backend, algorithm, params, state, tasks, steps, joint_iters,
+                       progress) -> dict[str, Any]:
+    own = build.inner_steps(config)
+    steps = sorted(set(steps if steps is not None else [0, 1, own, 2 * own]))
+    if any(int(n) != n or n < 0 for n in steps):
+        raise ConfigError(f"--steps must be whole numbers >= 0, got {steps}", "e.g. --steps 0,1,5,10")
     batch = family.stream("meta-test", config.seed).next(tasks).to(backend.dtype, backend.device)
     learner = Learner(model, family.loss)
     joint_iters = joint_iters if joint_iters is not None else min(config.iters, 2000)
@@ -57,9 +84,10 @@ def evaluate_run(
               "joint": expand_to_tasks(joint, tasks)}
 
     result: dict[str, Any] = {
-        "algo": config.algo, "task": config.task, "backend": config.backend, "iteration": int(state["iteration"]),
-        "tasks": int(tasks), "shots": family.shots, "loss": family.loss, "inner_lr": config.inner_lr,
-        "joint_iters": joint_iters, "steps": {}, "baselines": {name: {} for name in starts},
+        "lens": "gradient", "algo": config.algo, "task": config.task, "backend": config.backend,
+        "iteration": int(state["iteration"]), "tasks": int(tasks), "shots": family.shots, "loss": family.loss,
+        "inner_lr": config.inner_lr, "joint_iters": joint_iters, "steps": {},
+        "baselines": {name: {} for name in starts},
     }
     for n in steps:
         adapted = algorithm.adapt(params, batch, steps=n)
@@ -68,7 +96,6 @@ def evaluate_run(
         for name, start in starts.items():
             losses, adapted = finetune_loss(backend, learner, start, batch, config.inner_lr, n)
             result["baselines"][name][str(n)] = _entry(losses, learner, adapted, batch)
-    atomic_write_text(run.file("eval.json"), json.dumps(result, indent=2) + "\n")
     from innerloop.engine import plots
 
     plots.evaluation(result, run.file("eval.png"),
@@ -76,8 +103,44 @@ def evaluate_run(
     return result
 
 
+def compare_runs(results: dict[str, dict[str, Any]], out: str | Path) -> dict[str, Any]:
+    """Overlay the evaluations of several runs of one lens (e.g. CNP vs LatentNP vs AttentiveNP vs
+    the exact GP); writes comparison.json and comparison.png into ``out``."""
+    from innerloop.engine import amortized_plots
+
+    lenses = {r.get("lens", "gradient") for r in results.values()}
+    if len(lenses) != 1:
+        raise ConfigError(f"cannot compare runs of different kinds ({', '.join(sorted(lenses))})",
+                          "compare Neural Processes with Neural Processes, metric runs with metric runs, ...")
+    lens = lenses.pop()
+    algos = [r["algo"] for r in results.values()]
+    labels = {run: (r["algo"] if algos.count(r["algo"]) == 1 else Path(run).name) for run, r in results.items()}
+    first = next(iter(results.values()))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{first['task']}: {first['tasks']} held-out tasks"
+    if lens == "metric":
+        series = {labels[run]: r["accuracy"] for run, r in results.items()} | first["baselines"]
+        amortized_plots.accuracy_bars(series, out / "comparison.png", title=title)
+    else:
+        key, extra = ("contexts", first["reference"]) if lens == "bayesian" else ("steps", first["baselines"])
+        series = {labels[run]: r[key] for run, r in results.items()} | extra
+        xlabel = "context size K_C" if lens == "bayesian" else "inner steps on the support set"
+        ylabel = "held-out predictive NLL per target point" if lens == "bayesian" else f"query {first['loss']}"
+        amortized_plots.curves(series, out / "comparison.png", xlabel, ylabel, title)
+    comparison = {"lens": lens, "series": series, "runs": results}
+    atomic_write_text(out / "comparison.json", json.dumps(comparison, indent=2) + "\n")
+    return comparison
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The evaluation as a fixed-width text table."""
+    from innerloop.engine import amortized_evaluation
+
+    if result.get("lens") == "bayesian":
+        return amortized_evaluation.format_bayesian(result)
+    if result.get("lens") == "metric":
+        return amortized_evaluation.format_metric(result)
     names = ["meta-learned", *result["baselines"]]
     tables = [result["steps"], *result["baselines"].values()]
     header = f"{'steps':>5}  " + "  ".join(f"{n:>22}" for n in names)

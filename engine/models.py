@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from innerloop.engine.errors import ConfigError, ShapeError, unknown_name
-from innerloop.engine.params import Params
+from innerloop.engine.errors import ConfigError, unknown_name
+from innerloop.engine.params import Params, check_shapes
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -97,19 +97,7 @@ class MLP:
 
     def check_params(self, params: Params, task_axis: bool = False) -> None:
         """Raise ShapeError unless ``params`` has exactly this model's names and shapes."""
-        expected = self.shapes()
-        if set(params) != set(expected):
-            raise ShapeError(
-                f"parameter names {sorted(params)} do not match the model's {sorted(expected)}",
-                "create parameters with model.init(...) for this model",
-            )
-        for name, shape in expected.items():
-            got = tuple(params[name].shape[1:] if task_axis else params[name].shape)
-            if got != shape:
-                raise ShapeError(
-                    f"parameter '{name}' has shape {got}, the model expects {shape}",
-                    "create parameters with model.init(...) for this model",
-                )
+        check_shapes(self.shapes(), params, repr(self), task_axis)
 
     def config(self) -> dict:
         return {

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from innerloop.engine.errors import ShapeError
+
 Params = dict[str, torch.Tensor]
 
 
@@ -65,3 +67,21 @@ def cast(params: Params, dtype: torch.dtype, device: torch.device | str) -> Para
 def clone(params: Params) -> Params:
     """Independent copy of every tensor."""
     return {k: v.clone() for k, v in params.items()}
+
+
+def check_shapes(expected: dict[str, tuple[int, ...]], params: Params, owner: str, task_axis: bool = False) -> None:
+    """Raise ShapeError unless ``params`` has exactly the names and shapes in ``expected``
+    (ignoring a leading task axis when ``task_axis``); ``owner`` names the model in messages."""
+    if set(params) != set(expected):
+        missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
+        raise ShapeError(
+            f"parameters do not match the model {owner}: missing {missing[:4]}, unexpected {extra[:4]}",
+            "create parameters with model.init(...) for this model",
+        )
+    for name, shape in expected.items():
+        got = tuple(params[name].shape[1:] if task_axis else params[name].shape)
+        if got != shape:
+            raise ShapeError(
+                f"parameter '{name}' has shape {got}, the model expects {shape} ({owner})",
+                "create parameters with model.init(...) for this model",
+            )

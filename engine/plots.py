@@ -42,13 +42,14 @@ def training_curve(rows: list[dict], path: Path, title: str = "") -> None:
     ax.set(xlabel="meta-iteration", ylabel="loss", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def adaptation(algorithm, family: TaskFamily, params: Params, path: Path, seed: int, title: str = "") -> None:
     """Predictions on one held-out task after n = 0 … N inner steps (seed 000 Figure 6)."""
     steps = _panel_steps(algorithm.inner_steps)
     gen = generator_for(seed, "plot")
+    family = family.split_view("meta-test")
     if family.input_dim == 1 and not family.loss == "cross_entropy":
         task = family.sample(1, gen, queries=200)
         _regression_panels(algorithm, task, params, steps, path, title)
@@ -74,7 +75,7 @@ def evaluation(result: dict, path: Path, title: str = "") -> None:
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 # -- panels -----------------------------------------------------------------------------------
@@ -84,7 +85,7 @@ def _panel_steps(n: int) -> list[int]:
     return sorted({0, 1, 2, n // 2, (3 * n) // 4, n})
 
 
-def _to_np(t: torch.Tensor) -> np.ndarray:
+def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().double().cpu().numpy()
 
 
@@ -100,15 +101,15 @@ def _regression_panels(algorithm, task, params, steps, path, title) -> None:
     fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3), sharey=True, squeeze=False)
     for ax, n in zip(axes[0], steps):
         pred = _predict(algorithm, task, params, n, xq)
-        ax.plot(_to_np(xq[:, 0]), _to_np(yq[:, 0]), color="k", lw=1.5, label="task (query)")
-        ax.plot(_to_np(xq[:, 0]), _to_np(pred[:, 0]), color="tab:red", lw=1.5, label="prediction")
-        ax.scatter(_to_np(task.support_x[0, :, 0]), _to_np(task.support_y[0, :, 0]), color="tab:blue",
+        ax.plot(to_numpy(xq[:, 0]), to_numpy(yq[:, 0]), color="k", lw=1.5, label="task (query)")
+        ax.plot(to_numpy(xq[:, 0]), to_numpy(pred[:, 0]), color="tab:red", lw=1.5, label="prediction")
+        ax.scatter(to_numpy(task.support_x[0, :, 0]), to_numpy(task.support_y[0, :, 0]), color="tab:blue",
                    zorder=3, s=18, label="support")
         ax.set_title(f"n = {n} step{'s' if n != 1 else ''}")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title or "adaptation on a held-out task", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _classification_panels(algorithm, task, params, steps, path, title) -> None:
@@ -119,30 +120,30 @@ def _classification_panels(algorithm, task, params, steps, path, title) -> None:
     fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3.2), squeeze=False)
     for ax, n in zip(axes[0], steps):
         regions = _predict(algorithm, task, params, n, points).argmax(dim=-1).reshape(gx.shape)
-        ax.contourf(_to_np(gx), _to_np(gy), _to_np(regions), levels=np.arange(-0.5, regions.max().item() + 1),
+        ax.contourf(to_numpy(gx), to_numpy(gy), to_numpy(regions), levels=np.arange(-0.5, regions.max().item() + 1),
                     cmap="tab10", alpha=0.3)
-        ax.scatter(_to_np(task.support_x[0, :, 0]), _to_np(task.support_x[0, :, 1]),
-                   c=_to_np(task.support_y[0]), cmap="tab10", vmin=0, vmax=9, edgecolors="k", s=22)
+        ax.scatter(to_numpy(task.support_x[0, :, 0]), to_numpy(task.support_x[0, :, 1]),
+                   c=to_numpy(task.support_y[0]), cmap="tab10", vmin=0, vmax=9, edgecolors="k", s=22)
         ax.set_title(f"n = {n} step{'s' if n != 1 else ''}")
         ax.set_aspect("equal")
     fig.suptitle(title or "decision regions on a held-out task", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _scatter_panels(algorithm, task, params, steps, path, title) -> None:
     fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3.2), squeeze=False)
-    truth = _to_np(task.query_y[0].flatten())
+    truth = to_numpy(task.query_y[0].flatten())
     for ax, n in zip(axes[0], steps):
-        pred = _to_np(_predict(algorithm, task, params, n, task.query_x[0]).flatten())
+        pred = to_numpy(_predict(algorithm, task, params, n, task.query_x[0]).flatten())
         ax.scatter(truth, pred, s=6, alpha=0.6)
         lo, hi = truth.min(), truth.max()
         ax.plot([lo, hi], [lo, hi], color="k", lw=1)
         ax.set(title=f"n = {n} step{'s' if n != 1 else ''}", xlabel="true query target", ylabel="prediction")
     fig.suptitle(title or "predictions on a held-out task", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -7,8 +7,9 @@ Layout of a run directory::
     checkpoint.pt        latest checkpoint (written to a temp file, fsynced, then renamed)
     training_curve.png   adaptation.png   eval.json   eval.png
 
-Checkpoints hold the meta-parameters, the optimizer state and the task stream's generator
-state, so a resumed run draws the same tasks and ends with the same parameters.
+Checkpoints hold the meta-parameters, the optimizer state, the task stream's generator
+state and the algorithm's own generator (context sizes, latent noise), so a resumed run draws
+the same tasks and ends with the same parameters.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from innerloop.engine.config import TrainConfig
 from innerloop.engine.errors import CheckpointError
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: adds the algorithm's generator state
 
 
 class RunDirectory:
@@ -111,7 +112,7 @@ class RunDirectory:
                 f"checkpoint '{path}' is corrupted or truncated ({type(err).__name__})",
                 "restore it from a copy, or start the run again with a new --out",
             ) from None
-        required = {"format", "iteration", "params", "optimizer", "stream_state"}
+        required = {"format", "iteration", "params", "optimizer", "stream_state", "algorithm_rng"}
         if not isinstance(state, dict) or required - set(state) or state["format"] != CHECKPOINT_FORMAT:
             raise CheckpointError(
                 f"checkpoint '{path}' is not an innerloop checkpoint of format {CHECKPOINT_FORMAT}",

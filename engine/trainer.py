@@ -27,7 +27,7 @@ from innerloop.engine.params import Params, all_finite
 from innerloop.engine.progress import Progress
 from innerloop.engine.rundir import RunDirectory
 from innerloop.engine.stats import summarize
-from innerloop.engine.tasks import generator_for
+from innerloop.engine.tasks import derive_seed, generator_for
 
 
 @dataclass
@@ -125,10 +125,12 @@ class Trainer:
             optimizer = self._optimizer(params)
             optimizer.load_state_dict(state["optimizer"])
             stream.load_state(state["stream_state"])
+            self.algorithm.generator.set_state(state["algorithm_rng"])
             run.truncate_metrics(start)
         else:
             run.create(cfg)
             params = self.model.init(generator_for(cfg.seed, "init"), dtype=backend.dtype, device=backend.device)
+            self.algorithm.seed(derive_seed(cfg.seed, "algorithm"))
             optimizer = self._optimizer(params)
             start = 0
         return params, optimizer, stream, start
@@ -143,6 +145,7 @@ class Trainer:
             "params": {k: v.detach().cpu() for k, v in params.items()},
             "optimizer": optimizer.state_dict(),
             "stream_state": stream.state(),
+            "algorithm_rng": self.algorithm.generator.get_state(),
             "config": self.config.to_dict(),
         }
 
@@ -150,23 +153,25 @@ class Trainer:
         cfg = self.config
         kept = (f"the last good checkpoint (iteration {last_checkpoint}) is kept in {self.run_dir.path}"
                 if last_checkpoint > 0 else "no checkpoint had been written yet")
+        inner = f"--inner-lr (now {cfg.inner_lr}) or " if self.algorithm.lens == "gradient" else ""
         raise NonFiniteError(
             f"non-finite {what} at iteration {iteration}; training stopped and {kept}",
-            f"lower --inner-lr (now {cfg.inner_lr}) or --outer-lr (now {cfg.outer_lr}) and start again",
+            f"lower {inner}--outer-lr (now {cfg.outer_lr}) and start again",
         )
 
     def _plots(self, params: Params) -> None:
-        from innerloop.engine import plots
+        from innerloop.engine import amortized_plots, plots
 
         run = self.run_dir
         plots.training_curve(run.read_metrics(), run.file("training_curve.png"), title=self._title())
-        plots.adaptation(
-            self.algorithm, self.family, params, run.file("adaptation.png"), seed=self.config.seed, title=self._title()
-        )
+        draw = plots.adaptation if self.algorithm.lens == "gradient" else amortized_plots.adaptation
+        draw(self.algorithm, self.family, params, run.file("adaptation.png"), seed=self.config.seed,
+             title=self._title())
 
     def _title(self) -> str:
         c = self.config
-        return f"{c.algo} on {c.task} ({c.backend}, α={c.inner_lr}, β={c.outer_lr}, B={c.meta_batch})"
+        inner = f"α={c.inner_lr}, " if self.algorithm.lens == "gradient" else ""
+        return f"{c.algo} on {c.task} ({c.backend}, {inner}β={c.outer_lr}, B={c.meta_batch})"
 
 
 def train(config: TrainConfig, out: str | Path, *, progress: bool = True) -> TrainResult:

@@ -17,17 +17,19 @@ from typing import Any
 from innerloop.engine.errors import ConfigError, InnerloopError
 
 TRAIN_FLAGS = {  # flag → (TrainConfig field, type, help)
-    "--algo": ("algo", str, "algorithm: maml, fomaml, reptile, imaml (see `innerloop list`)"),
-    "--task": ("task", str, "task family: sinusoid, gp, clusters, linear"),
+    "--algo": ("algo", str, "algorithm: maml, fomaml, reptile, imaml, cnp, latent-np, attentive-np, protonet, "
+             "matchingnet (see `innerloop list`)"),
+    "--task": ("task", str, "task family: sinusoid, gp, clusters, linear, digits, omniglot, mini-imagenet"),
     "--backend": ("backend", str, "backend: cpu (reference), torch (any torch device)"),
     "--dtype": ("dtype", str, "float32 (default) or float64"),
     "--shots": ("shots", int, "support points per task (per class for classification)"),
     "--queries": ("queries", int, "query points per task (per class for classification)"),
-    "--hidden": ("hidden", "widths", "hidden widths, comma separated (default 40,40; '' for linear)"),
+    "--hidden": ("hidden", "widths", "hidden widths, comma separated (default: 40,40 for gradient methods, "
+                 "128,128 for NPs, 64,64 for metric embeddings; '' for linear)"),
     "--activation": ("activation", str, "relu (default), tanh, gelu, silu"),
     "--meta-batch": ("meta_batch", int, "tasks per meta-iteration (default 25)"),
-    "--inner-steps": ("inner_steps", int, "inner steps N (default: the algorithm's, 5 for MAML)"),
-    "--inner-lr": ("inner_lr", float, "inner step size α (default 0.01)"),
+    "--inner-steps": ("inner_steps", int, "inner steps N (default: the algorithm's, 5 for MAML; gradient lens)"),
+    "--inner-lr": ("inner_lr", float, "inner step size α (default 0.01; gradient lens)"),
     "--outer-lr": ("outer_lr", float, "outer learning rate β (default 0.001)"),
     "--optimizer": ("optimizer", str, "outer optimizer: adam (default) or sgd"),
     "--iters": ("iters", int, "meta-iterations (default 1000)"),
@@ -75,11 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_train)
 
-    ev = sub.add_parser("eval", help="held-out evaluation of a run against baselines",
-                        description="Held-out query loss after n inner steps vs random-init and joint learning.")
-    ev.add_argument("run_dir", help="run directory written by `innerloop train`")
-    ev.add_argument("--tasks", type=int, default=500, help="held-out tasks (default 500)")
+    ev = sub.add_parser("eval", help="held-out evaluation of runs against baselines",
+                        description="Held-out evaluation: gradient methods vs random-init and joint learning; "
+                        "Neural Processes' NLL vs context size (with the exact GP on GP tasks); ProtoNet/"
+                        "MatchingNet accuracy vs raw-input nearest neighbour. Several runs are also compared.")
+    ev.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by `innerloop train`")
+    ev.add_argument("--tasks", type=int, default=None,
+                    help="held-out tasks (default 500; 600 episodes for protonet/matchingnet)")
     ev.add_argument("--steps", default=None, help="inner-step counts, comma separated (default 0,1,N,2N)")
+    ev.add_argument("--contexts", default=None,
+                    help="context sizes for Neural Processes, comma separated (default 2,4,8,12,16,20)")
+    ev.add_argument("--out", default=None,
+                    help="where several runs' comparison.json/png go (default: the first run's parent/comparison)")
     ev.add_argument("--joint-iters", type=int, default=None,
                     help="training iterations of the joint-learning baseline (default min(iters, 2000))")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -151,20 +160,31 @@ def _key_value(flag: str, text: str) -> tuple[str, Any]:
 
 # -- eval -------------------------------------------------------------------------------------
 def _eval(args: argparse.Namespace) -> int:
-    from innerloop.engine.evaluation import evaluate_run, format_table
+    from innerloop.engine.evaluation import compare_runs, evaluate_run, format_table
 
-    steps = None
-    if args.steps is not None:
-        try:
-            steps = [int(s) for s in args.steps.split(",") if s.strip()]
-        except ValueError:
-            raise ConfigError(f"--steps takes comma-separated integers, got '{args.steps}'",
-                              "e.g. --steps 0,1,5,10") from None
-    result = evaluate_run(args.run_dir, tasks=args.tasks, steps=steps, joint_iters=args.joint_iters,
-                          progress=not args.quiet)
-    print(format_table(result))
-    print(f"wrote {Path(args.run_dir) / 'eval.json'} and eval.png")
+    steps, contexts = _integers("--steps", args.steps), _integers("--contexts", args.contexts)
+    results = {}
+    for run_dir in args.run_dirs:
+        result = evaluate_run(run_dir, tasks=args.tasks, steps=steps, joint_iters=args.joint_iters,
+                              progress=not args.quiet, contexts=contexts)
+        print(f"== {run_dir}")
+        print(format_table(result))
+        print(f"wrote {Path(run_dir) / 'eval.json'} and eval.png")
+        results[run_dir] = result
+    if len(results) > 1:
+        out = Path(args.out) if args.out else Path(args.run_dirs[0]).parent / "comparison"
+        compare_runs(results, out)
+        print(f"wrote {out / 'comparison.json'} and comparison.png")
     return 0
+
+
+def _integers(flag: str, text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated integers, got '{text}'", f"e.g. {flag} 0,1,5,10") from None
 
 
 # -- list -------------------------------------------------------------------------------------
@@ -172,15 +192,18 @@ def _list(args: argparse.Namespace) -> int:
     from innerloop import backends
     from innerloop.engine import algorithms, tasks
 
-    print("algorithms (needs → options):")
+    print("algorithms (lens; needs → options):")
     for name, cls in sorted(algorithms.ALGORITHMS.items()):
-        print(f"  {name:<9} {cls.summary}")
-        print(f"  {'':<9} needs: {', '.join(sorted(cls.requires))}; options: {_options(cls, ('model', 'backend'))}")
+        options = _options(cls, ("model", "backend"))
+        if issubclass(cls, algorithms.AmortizedAlgorithm):
+            options = ", ".join(filter(None, [options, _options(cls.network, ("family", "hidden"))]))
+        print(f"  {name:<12} {cls.summary}")
+        print(f"  {'':<12} {cls.lens} lens; needs: {', '.join(sorted(cls.requires))}; options: {options}")
     print("\ntasks:")
     for name, cls in sorted(tasks.FAMILIES.items()):
         doc = (cls.__doc__ or "").strip().splitlines()[0]
-        print(f"  {name:<9} {doc}")
-        print(f"  {'':<9} options: {_options(cls, ())}")
+        print(f"  {name:<13} {doc}")
+        print(f"  {'':<13} options: {_options(cls, ())}")
     print("\nbackends:")
     for name in backends.names():
         info = backends.describe(name)

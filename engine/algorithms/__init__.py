@@ -1,17 +1,24 @@
-"""The gradient-based algorithm suite, written only against the backend protocol."""
+"""The algorithm suite: the gradient lens (written only against the backend protocol) and the
+amortized lenses (Neural Processes; ProtoNet and MatchingNet), all behind one interface."""
 
 from __future__ import annotations
 
 from innerloop.backends.base import Backend
-from innerloop.engine.algorithms.base import ALGORITHMS, MetaAlgorithm, MetaGradient, check_capabilities
+from innerloop.engine.algorithms.amortized import AmortizedAlgorithm
+from innerloop.engine.algorithms.base import ALGORITHMS, Algorithm, MetaAlgorithm, MetaGradient, check_capabilities
 from innerloop.engine.algorithms.imaml import iMAML
 from innerloop.engine.algorithms.maml import FOMAML, MAML
+from innerloop.engine.algorithms.metric import MatchingNet, MetricAlgorithm, ProtoNet
+from innerloop.engine.algorithms.neural_process import CNP, AttentiveNP, LatentNP, NeuralProcess
 from innerloop.engine.algorithms.reptile import Reptile
 from innerloop.engine.errors import check_keywords, unknown_name
 
 
-def make(name: str, model, backend: Backend, **options) -> MetaAlgorithm:
-    """The algorithm registered as ``name`` (see :data:`ALGORITHMS`) with ``options``."""
+def make(name: str, model, backend: Backend, **options) -> Algorithm:
+    """The algorithm registered as ``name`` (see :data:`ALGORITHMS`) with ``options``.
+
+    Amortized algorithms build their network first: ``ALGORITHMS[name].network(family)``.
+    """
     if name not in ALGORITHMS:
         raise unknown_name("algorithm", name, ALGORITHMS)
     cls = ALGORITHMS[name]
@@ -20,6 +27,7 @@ def make(name: str, model, backend: Backend, **options) -> MetaAlgorithm:
 
 
 __all__ = [
-    "ALGORITHMS", "FOMAML", "MAML", "MetaAlgorithm", "MetaGradient", "Reptile", "check_capabilities",
-    "iMAML", "make",
+    "ALGORITHMS", "CNP", "FOMAML", "MAML", "Algorithm", "AmortizedAlgorithm", "AttentiveNP", "LatentNP",
+    "MatchingNet", "MetaAlgorithm", "MetaGradient", "MetricAlgorithm", "NeuralProcess", "ProtoNet", "Reptile",
+    "check_capabilities", "iMAML", "make",
 ]

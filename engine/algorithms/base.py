@@ -4,10 +4,12 @@ An algorithm holds a model and a backend, and exposes (scikit-learn style, same 
 
 * ``meta_gradient(params, batch)`` — the batch meta-gradient (mean over tasks), a dict like params;
 * ``compute(params, batch)`` — the same plus per-task losses and diagnostics (for trainers);
-* ``adapt(params, batch, steps=None)`` — per-task adapted parameters (leading task axis B);
-* ``evaluate(params, batch, steps=None)`` — per-task query loss after adaptation, shape [B].
+* ``evaluate(params, batch)`` — per-task query loss after adaptation, shape [B];
+* gradient-lens algorithms add ``adapt(params, batch, steps=None)`` (per-task adapted
+  parameters, leading task axis B) and accept ``steps`` in ``evaluate``.
 
-Algorithms call only backend primitives (loss / loss_and_grad / hvp). Each declares what it
+Gradient-lens algorithms call only backend primitives (loss / loss_and_grad / hvp); amortized
+ones (:mod:`.amortized`) need the ``autograd`` capability. Each declares what it
 needs in ``requires``; building one on a backend that lacks a capability raises a
 :class:`CapabilityError` naming the gap and the algorithms that would run.
 """
@@ -26,10 +28,10 @@ from innerloop.engine.learner import Learner
 from innerloop.engine.params import Params, cast, expand_to_tasks
 from innerloop.engine.tasks import TaskBatch
 
-ALGORITHMS: dict[str, type[MetaAlgorithm]] = {}
+ALGORITHMS: dict[str, type[Algorithm]] = {}
 
 
-def register(cls: type[MetaAlgorithm]) -> type[MetaAlgorithm]:
+def register(cls: type[Algorithm]) -> type[Algorithm]:
     """Class decorator adding an algorithm to :data:`ALGORITHMS` under ``cls.name``."""
     ALGORITHMS[cls.name] = cls
     return cls
@@ -46,17 +48,22 @@ class MetaGradient:
     warnings: list[str] = field(default_factory=list)
 
 
-class MetaAlgorithm(ABC):
-    """Base class: holds ``model`` and ``backend``, prepares inputs, checks capabilities."""
+class Algorithm(ABC):
+    """Root of every meta-learner: holds ``model`` and ``backend`` and checks capabilities.
+
+    ``lens`` says how the algorithm adapts to a task (seed 000 §1): ``"gradient"`` (an inner
+    loop), ``"bayesian"`` (amortized posterior inference, Neural Processes) or ``"metric"``
+    (embeddings and a non-parametric rule, ProtoNet/MatchingNet). The trainer treats all
+    lenses alike; evaluation and plots differ by lens. Algorithms that draw random numbers
+    use ``self.generator``, whose state the trainer checkpoints.
+    """
 
     name: str = "abstract"
+    lens: str = "gradient"
     requires: frozenset[str] = frozenset({"loss"})
     summary: str = ""
 
-    def __init__(self, model, backend: Backend, inner_lr: float, inner_steps: int, loss: str | None = None):
-        require_positive("inner_lr", inner_lr)
-        if int(inner_steps) != inner_steps or inner_steps < 0:
-            raise ConfigError(f"inner_steps must be a whole number >= 0, got {inner_steps}", "e.g. inner_steps=5")
+    def __init__(self, model, backend: Backend) -> None:
         if not isinstance(backend, Backend):
             raise ConfigError(
                 f"backend must be a Backend instance, got {type(backend).__name__}",
@@ -64,16 +71,59 @@ class MetaAlgorithm(ABC):
             )
         self.model = model
         self.backend = backend
-        self.inner_lr = float(inner_lr)
-        self.inner_steps = int(inner_steps)
-        self.loss = loss
+        self.generator = torch.Generator().manual_seed(0)
         check_capabilities(self)
 
-    # -- the shared interface ---------------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        """Reseed the algorithm's own random draws (context sizes, latent noise, perturbations)."""
+        self.generator.manual_seed(int(seed))
+
     def meta_gradient(self, params: Params, batch: TaskBatch) -> Params:
         """Mean over the batch's tasks of the per-task meta-gradient (backend dtype/device)."""
         return self.compute(params, batch).grad
 
+    @abstractmethod
+    def compute(self, params: Params, batch: TaskBatch) -> MetaGradient:
+        """Meta-gradient, per-task losses and diagnostics for one batch of tasks."""
+
+    @abstractmethod
+    def evaluate(self, params: Params, batch: TaskBatch) -> torch.Tensor:
+        """Per-task held-out query loss after adapting to the support set, shape [B]."""
+
+    def capability_hint(self, backend: Backend) -> str:
+        """Extra advice for a capability error (e.g. a first-order variant that would fit)."""
+        return ""
+
+    def options(self) -> dict:
+        """Hyperparameters that recreate this algorithm (besides model and backend)."""
+        return {}
+
+    def _check_batch(self, batch: TaskBatch) -> None:
+        if not isinstance(batch, TaskBatch):
+            raise ConfigError(f"expected a TaskBatch, got {type(batch).__name__}", "sample one with family.sample(B)")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({args}, backend={self.backend.name!r})"
+
+
+class MetaAlgorithm(Algorithm):
+    """Gradient-lens base: an inner loop of ``inner_steps`` steps of size ``inner_lr``.
+
+    Adds ``adapt(params, batch, steps=None)`` (per-task adapted parameters) to the shared
+    interface, and ``evaluate`` takes an optional ``steps``.
+    """
+
+    def __init__(self, model, backend: Backend, inner_lr: float, inner_steps: int, loss: str | None = None):
+        require_positive("inner_lr", inner_lr)
+        if int(inner_steps) != inner_steps or inner_steps < 0:
+            raise ConfigError(f"inner_steps must be a whole number >= 0, got {inner_steps}", "e.g. inner_steps=5")
+        self.inner_lr = float(inner_lr)
+        self.inner_steps = int(inner_steps)
+        self.loss = loss
+        super().__init__(model, backend)
+
+    # -- the shared interface ---------------------------------------------------------------
     def compute(self, params: Params, batch: TaskBatch) -> MetaGradient:
         """Meta-gradient, per-task losses and diagnostics for one batch of tasks."""
         learner, theta, batch = self._prepare(params, batch)
@@ -110,8 +160,7 @@ class MetaAlgorithm(ABC):
 
     def _prepare(self, params: Params, batch: TaskBatch) -> tuple[Learner, Params, TaskBatch]:
         """Validate and move params and batch to the backend's dtype and device."""
-        if not isinstance(batch, TaskBatch):
-            raise ConfigError(f"expected a TaskBatch, got {type(batch).__name__}", "sample one with family.sample(B)")
+        self._check_batch(batch)
         self.model.check_params(params)
         loss = self.loss or ("cross_entropy" if batch.is_classification else "mse")
         learner = Learner(self.model, loss)
@@ -123,20 +172,11 @@ class MetaAlgorithm(ABC):
     def _expand(self, theta: Params, batch: TaskBatch) -> Params:
         return expand_to_tasks(theta, batch.num_tasks)
 
-    def capability_hint(self, backend: Backend) -> str:
-        """Extra advice for a capability error (e.g. a first-order variant that would fit)."""
-        return ""
-
     def options(self) -> dict:
-        """Hyperparameters that recreate this algorithm (besides model and backend)."""
         return {"inner_lr": self.inner_lr, "inner_steps": self.inner_steps}
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
-        return f"{type(self).__name__}({args}, backend={self.backend.name!r})"
 
-
-def check_capabilities(algorithm: MetaAlgorithm) -> None:
+def check_capabilities(algorithm: Algorithm) -> None:
     """Raise CapabilityError if the backend lacks something ``algorithm.requires``."""
     backend = algorithm.backend
     missing = sorted(set(algorithm.requires) - set(backend.capabilities))

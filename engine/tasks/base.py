@@ -156,9 +156,15 @@ class TaskFamily(ABC):
 
     def stream(self, split: str, seed: int) -> TaskStream:
         """An endless, reproducible stream of batches for ``split`` (see :data:`SPLITS`)."""
+        return TaskStream(self.split_view(split), generator_for(seed, split))
+
+    def split_view(self, split: str) -> TaskFamily:
+        """The family restricted to ``split``. Synthetic families draw fresh task parameters for
+        every task, so all splits are the family itself (independence comes from the stream's
+        seed); families over a fixed set of classes return a view on that split's classes."""
         if split not in SPLITS:
             raise ShapeError(f"unknown split '{split}'", f"use one of {', '.join(SPLITS)}")
-        return TaskStream(self, generator_for(seed, split))
+        return self
 
     def config(self) -> dict:
         """The constructor arguments that recreate this family."""
@@ -192,3 +198,11 @@ class TaskStream:
 def uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None) -> torch.Tensor:
     """Samples from U[low, high) in the default float dtype."""
     return low + (high - low) * torch.rand(shape, generator=generator)
+
+
+def shuffle_points(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shuffle points [B, N, D] and their labels [B, N] within each task (same permutation)."""
+    order = torch.rand(labels.shape, generator=generator).argsort(dim=1)
+    x = torch.gather(x, 1, order[..., None].expand(-1, -1, x.shape[-1]))
+    return x, torch.gather(labels, 1, order)

@@ -12,7 +12,7 @@ import math
 import torch
 
 from innerloop.engine.errors import ConfigError
-from innerloop.engine.tasks.base import TaskBatch, TaskFamily
+from innerloop.engine.tasks.base import TaskBatch, TaskFamily, shuffle_points
 
 
 class Clusters2D(TaskFamily):
@@ -55,9 +55,7 @@ class Clusters2D(TaskFamily):
         labels = torch.arange(self.ways).repeat_interleave(per_class).expand(num_tasks, -1)
         noise = torch.randn((num_tasks, self.ways * per_class, 2), generator=generator)
         x = means.repeat_interleave(per_class, dim=1) + self.sigma * noise
-        order = torch.rand((num_tasks, self.ways * per_class), generator=generator).argsort(dim=1)
-        x = torch.gather(x, 1, order[..., None].expand(-1, -1, 2))
-        return x, torch.gather(labels, 1, order)
+        return shuffle_points(x, labels, generator)
 
     def config(self) -> dict:
         return {**super().config(), "ways": self.ways, "radius": self.radius, "sigma": self.sigma}
