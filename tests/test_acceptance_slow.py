@@ -23,3 +23,28 @@ def test_maml_sinusoid_20k_reaches_low_held_out_mse(tmp_path):
     for baseline in ("random_init", "joint"):
         other = result["baselines"][baseline]["5"]
         assert meta["mean"] + meta["ci95"] < other["mean"] - other["ci95"]
+
+
+@pytest.mark.slow
+def test_neural_process_sample_efficiency_sweep(tmp_path):
+    """Issue 3 acceptance (seed 000 §9.2): on 200 held-out GP tasks the NLL of CNP, LatentNP and
+    AttentiveNP falls with the context size (within CI), and AttentiveNP is closest to the exact GP.
+    About 8 minutes on 2 cores."""
+    runs = []
+    for algo in ("cnp", "latent-np", "attentive-np"):
+        runs.append(str(tmp_path / algo))
+        assert main(["train", "--algo", algo, "--task", "gp", "--shots", "20", "--queries", "20", "--iters", "10000",
+                     "--meta-batch", "16", "--outer-lr", "5e-4", "--eval-every", "1000", "--out", runs[-1],
+                     "--quiet"]) == 0
+    assert main(["eval", *runs, "--tasks", "200", "--out", str(tmp_path / "cmp"), "--quiet"]) == 0
+    series = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["series"]
+    gp = series["exact GP"]
+    gaps = {}
+    for algo in ("cnp", "latent-np", "attentive-np"):
+        curve = series[algo]
+        sizes = sorted(curve, key=int)
+        for small, large in zip(sizes, sizes[1:]):  # monotone within CI
+            assert curve[large]["mean"] <= curve[small]["mean"] + curve[small]["ci95"] + curve[large]["ci95"]
+        assert curve[sizes[-1]]["mean"] < curve[sizes[0]]["mean"]
+        gaps[algo] = sum(curve[k]["mean"] - gp[k]["mean"] for k in sizes)
+    assert min(gaps, key=gaps.get) == "attentive-np"

@@ -37,7 +37,9 @@ def test_console_script_train_eval_list(tmp_path):
     assert result["tasks"] == 40 and result["shots"] == 10
     assert (out / "eval.png").is_file()
     listing = subprocess.run(["innerloop", "list"], check=True, capture_output=True, text=True).stdout
-    for word in ("maml", "fomaml", "reptile", "imaml", "sinusoid", "gp", "clusters", "linear", "cpu", "torch", "hvp"):
+    for word in ("maml", "fomaml", "reptile", "imaml", "cnp", "latent-np", "attentive-np", "protonet", "matchingnet",
+                 "bayesian lens", "metric lens", "embedding='auto'", "sinusoid", "gp", "clusters", "linear", "digits",
+                 "omniglot", "mini-imagenet", "cpu", "torch", "hvp", "autograd"):
         assert word in listing
 
 
@@ -69,6 +71,15 @@ def test_eval_of_classification_reports_accuracy(tmp_path, capsys):
          "MAML needs hvp, which backend 'cpu' does not offer"),
         (["train", "--config", "missing.toml"], "config file 'missing.toml' does not exist"),
         (["eval", "no-such-run"], "is not a run directory"),
+        (["train", "--algo", "protonet", "--task", "clusters", "--backend-option", "capabilities=loss,loss_and_grad"],
+         "ProtoNet needs autograd, which backend 'cpu' does not offer"),
+        (["train", "--algo", "cnp", "--task", "gp", "--inner-steps", "3"], "cnp adapts by a forward pass"),
+        (["train", "--algo", "cnp", "--task", "clusters"], "Neural Processes model real-valued outputs"),
+        (["train", "--algo", "protonet", "--task", "clusters", "--algo-option", "latent_dim=3"],
+         "does not take option(s) latent_dim"),
+        (["train", "--algo", "protonet", "--task", "omniglot"], "needs the data set's location"),
+        (["train", "--algo", "protonet", "--task", "omniglot", "--task-option", "root=nowhere"],
+         "Omniglot root 'nowhere' is not a directory"),
     ],
 )
 def test_bad_input_gives_one_message_and_nonzero_exit(tmp_path, capsys, monkeypatch, args, message):
@@ -112,3 +123,52 @@ def test_config_file_with_flag_override(tmp_path, capsys):
     assert code == 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["algo"] == "fomaml" and saved["iters"] == 4 and saved["hidden"] == [8] and saved["meta_batch"] == 3
+
+
+AMORTIZED = [
+    ("cnp", "gp", ["--shots", "12", "--algo-option", "representation_dim=16"]),
+    ("latent-np", "gp", ["--shots", "12", "--algo-option", "latent_dim=4"]),
+    ("attentive-np", "gp", ["--shots", "12", "--algo-option", "heads=2"]),
+    ("protonet", "clusters", []),
+    ("matchingnet", "digits", ["--algo-option", "scale=5"]),
+]
+
+
+@pytest.mark.parametrize(("algo", "task", "extra"), AMORTIZED)
+def test_amortized_algorithms_train_and_evaluate_from_the_cli(tmp_path, capsys, algo, task, extra):
+    out = tmp_path / algo
+    code, stdout, err = run_cli(["train", "--algo", algo, "--task", task, "--hidden", "16", "--meta-batch", "4",
+                                 "--iters", "6", "--eval-every", "3", "--eval-tasks", "4", "--out", str(out),
+                                 "--quiet", *extra], capsys)
+    assert code == 0, err
+    for name in ("training_curve.png", "adaptation.png", "checkpoint.pt"):
+        assert (out / name).is_file()
+    code, stdout, err = run_cli(["eval", str(out), "--tasks", "12", "--contexts", "1,3,6", "--quiet"], capsys)
+    assert code == 0, err
+    result = json.loads((out / "eval.json").read_text())
+    if task == "gp":
+        assert set(result["contexts"]) == {"1", "3", "6"} and set(result["reference"]["exact GP"]) == {"1", "3", "6"}
+        assert "exact GP" in stdout and (out / "predictive.png").is_file()
+    else:
+        assert 0 <= result["accuracy"]["mean"] <= 1 and result["tasks"] == 12
+        assert set(result["baselines"]) == {"nearest_neighbour", "raw_prototypes"}
+        assert "nearest neighbour" in stdout and (out / "episode.png").is_file()
+
+
+def test_eval_compares_several_runs(tmp_path, capsys):
+    runs = []
+    for algo in ("cnp", "latent-np"):
+        runs.append(str(tmp_path / algo))
+        assert run_cli(["train", "--algo", algo, "--task", "gp", "--hidden", "8", "--iters", "3", "--eval-tasks", "4",
+                        "--meta-batch", "2", "--out", runs[-1], "--quiet"], capsys)[0] == 0
+    code, stdout, _ = run_cli(["eval", *runs, "--tasks", "10", "--out", str(tmp_path / "cmp"), "--quiet"], capsys)
+    assert code == 0 and "comparison.json" in stdout
+    comparison = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert set(comparison["series"]) == {"cnp", "latent-np", "exact GP"}
+    assert set(comparison["series"]["cnp"]) == {"2", "4", "8", "12", "16", "20"}  # seed 000 §9.2's sweep
+    assert (tmp_path / "cmp" / "comparison.png").is_file()
+    protonet = str(tmp_path / "proto")
+    assert run_cli(["train", "--algo", "protonet", "--task", "clusters", "--iters", "2", "--eval-tasks", "4",
+                    "--out", protonet, "--quiet"], capsys)[0] == 0
+    code, _, err = run_cli(["eval", runs[0], protonet, "--tasks", "10", "--quiet"], capsys)
+    assert code == 2 and "cannot compare runs of different kinds" in err

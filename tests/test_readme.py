@@ -28,3 +28,11 @@ def test_python_example_runs():
     exec(compile(example, "README.md", "exec"), namespace)
     assert namespace["losses"].shape == (32,)
     assert namespace["adapted"]["layer0.weight"].shape[0] == 32
+
+
+def test_amortized_python_example_runs():
+    (example,) = [b for b in _blocks("python") if "il.algorithms.AttentiveNP" in b]
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["nll"].shape == (16,)
+    assert set(namespace["grad"]) == set(namespace["params"])

@@ -15,6 +15,7 @@ inputs, the 4-block conv net of Snell et al. for image families (``embedding="au
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 
 import torch
@@ -79,7 +80,9 @@ class MetricAlgorithm(AmortizedAlgorithm):
 
     @classmethod
     def network(cls, family: TaskFamily, hidden: tuple[int, ...] | None = None, embedding: str = "auto",
-                embedding_dim: int = 32, channels: int = 64):
+                embedding_dim: int = 32, channels: int = 64, blocks: int | None = None):
+        """MLP(hidden, embedding_dim) for vectors; Conv4(channels) for images, with ``blocks`` conv
+        blocks (default 4, fewer when the images are too small for four 2×2 poolings)."""
         if family.loss != "cross_entropy":
             raise ConfigError(f"{cls.name} classifies; task '{family.name}' is regression",
                               "use a classification task (clusters, digits, omniglot, mini-imagenet)")
@@ -90,7 +93,9 @@ class MetricAlgorithm(AmortizedAlgorithm):
             if image_shape is None:
                 raise ConfigError(f"the conv4 embedding needs image tasks; '{family.name}' has vector inputs",
                                   "use embedding=mlp")
-            return Conv4(image_shape, channels)
+            if blocks is None:
+                blocks = min(4, int(math.log2(min(image_shape[1:]))))
+            return Conv4(image_shape, channels, blocks)
         return MLP(family.input_dim, cls.default_hidden if hidden is None else hidden, embedding_dim)
 
     def class_log_probs(self, params: Params, batch: TaskBatch) -> torch.Tensor:
