@@ -145,3 +145,24 @@ def test_bad_folders_name_the_problem(tmp_path):
         fh.write("filename,label\nn0000_0.jpg,n0000\n")
     with pytest.raises(il.ShapeError, match="class 'n0000' appears in both the meta-train and meta-val CSV"):
         MiniImageNet(str(mini), ways=2, shots=1, queries=1)
+
+
+def test_protonet_trains_on_image_folders_from_the_cli(tmp_path, capsys):
+    from innerloop.cli import main
+    from innerloop.engine.algorithms import ProtoNet
+    from innerloop.engine.conv import Conv4
+
+    root = _omniglot(tmp_path / "omni", alphabets=3, characters=6, images=5)
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "protonet", "--task", "omniglot", "--task-option", f"root={root}",
+                 "--task-option", "ways=3", "--task-option", "val_fraction=0.2", "--shots", "1", "--queries", "2",
+                 "--algo-option", "channels=8",
+                 "--meta-batch", "2", "--iters", "3", "--eval-tasks", "4", "--out", str(out), "--quiet"]) == 0
+    assert main(["eval", str(out), "--tasks", "6", "--quiet"]) == 0
+    assert "3-way 1-shot accuracy: 6 episodes" in capsys.readouterr().out
+    assert (out / "episode.png").is_file()
+    rgb = MiniImageNet(str(_mini_imagenet(tmp_path / "mini")), ways=3, shots=1, queries=2)
+    net = ProtoNet.network(rgb, channels=4)
+    assert isinstance(net, Conv4) and net.image_shape == (3, 10, 10) and net.blocks == 3
+    algorithm = ProtoNet(net, il.backends.get("cpu"))
+    assert algorithm.accuracy(net.init(gen(0)), rgb.stream("meta-test", 0).next(2)).shape == (2,)
