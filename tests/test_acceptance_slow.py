@@ -1,4 +1,4 @@
-"""Long acceptance run (marked slow, ~8 minutes on 2 cores): `pytest -m slow`."""
+"""Long acceptance runs (marked slow, ~12 minutes in all on 2 cores): `pytest -m slow`."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_maml_sinusoid_20k_reaches_low_held_out_mse(tmp_path):
 def test_neural_process_sample_efficiency_sweep(tmp_path):
     """Issue 3 acceptance (seed 000 §9.2): on 200 held-out GP tasks the NLL of CNP, LatentNP and
     AttentiveNP falls with the context size (within CI), and AttentiveNP is closest to the exact GP.
-    About 8 minutes on 2 cores."""
+    About 4 minutes on 2 cores."""
     runs = []
     for algo in ("cnp", "latent-np", "attentive-np"):
         runs.append(str(tmp_path / algo))
