@@ -54,7 +54,8 @@ def algorithm(config: TrainConfig, net, bk: Backend) -> Algorithm:
         check_keywords(cls, options, f"algorithm '{config.algo}'", skip=("model", "backend"), extra=architecture)
         options = {k: v for k, v in options.items() if k not in architecture}
     else:
-        options["inner_lr"] = config.inner_lr
+        if config.inner_lr is not None:
+            options["inner_lr"] = config.inner_lr
         if config.inner_steps is not None:
             options["inner_steps"] = config.inner_steps
     return algorithms.make(config.algo, net, bk, **options)

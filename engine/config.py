@@ -33,7 +33,7 @@ class TrainConfig:
     activation: str = "relu"
     meta_batch: int = 25
     inner_steps: int | None = None
-    inner_lr: float = 0.01
+    inner_lr: float | None = None  # None: the algorithm's default (0.01 for MAML)
     outer_lr: float = 0.001
     optimizer: str = "adam"
     iters: int = 1000
@@ -73,7 +73,8 @@ class TrainConfig:
             raise ConfigError(
                 f"hidden widths must be positive integers, got {list(self.hidden)}", "e.g. --hidden 40,40"
             )
-        require_positive("inner_lr", self.inner_lr)
+        if self.inner_lr is not None:
+            require_positive("inner_lr", self.inner_lr)
         require_positive("outer_lr", self.outer_lr)
         _require_int("seed", self.seed, minimum=0)
         for name in ("task_options", "algo_options", "backend_options"):

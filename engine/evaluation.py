@@ -17,7 +17,7 @@ from torch.func import vmap
 
 from innerloop.engine import build
 from innerloop.engine.baselines import finetune_loss, random_inits, train_joint
-from innerloop.engine.errors import ConfigError
+from innerloop.engine.errors import ConfigError, require_positive
 from innerloop.engine.learner import Learner
 from innerloop.engine.params import Params, expand_to_tasks
 from innerloop.engine.rundir import RunDirectory, atomic_torch_save, atomic_write_text
@@ -34,10 +34,12 @@ def evaluate_run(
     joint_iters: int | None = None,
     progress: bool = True,
     contexts: list[int] | None = None,
+    baseline_lr: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate the final checkpoint in ``run_dir``; writes eval.json and eval.png there.
 
-    Gradient-lens runs: loss after ``steps`` inner steps vs baselines (``tasks`` default 500).
+    Gradient-lens runs: loss after ``steps`` inner steps vs baselines (``tasks`` default 500),
+    the baselines fine-tuned with step ``baseline_lr`` (default: the run's inner step size).
     Neural Processes: NLL vs ``contexts`` (default 2..20) with the exact GP on GP tasks (500).
     ProtoNet/MatchingNet: accuracy vs raw-input baselines over ``tasks`` episodes (default 600).
     """
@@ -54,10 +56,10 @@ def evaluate_run(
         raise ConfigError(f"--tasks must be an integer >= 2, got {tasks}", "e.g. --tasks 500")
     state = run.load_checkpoint()
     params = {k: v.to(backend.device, backend.dtype) for k, v in state["params"].items()}
-    model.check_params(params)
+    algorithm.check_params(params)
     if algorithm.lens == "gradient":
         result = _evaluate_gradient(run, config, family, model, backend, algorithm, params, state, tasks, steps,
-                                    joint_iters, progress)
+                                    joint_iters, progress, baseline_lr)
     else:
         header = {"algo": config.algo, "task": config.task, "backend": config.backend,
                   "iteration": int(state["iteration"]), "tasks": int(tasks), "shots": family.shots,
@@ -71,13 +73,16 @@ def evaluate_run(
 
 
 def _evaluate_gradient(run, config, family, model, backend, algorithm, params, state, tasks, steps, joint_iters,
-                       progress) -> dict[str, Any]:
+                       progress, baseline_lr) -> dict[str, Any]:
     own = build.inner_steps(config)
     steps = sorted(set(steps if steps is not None else [0, 1, own, 2 * own]))
     if any(int(n) != n or n < 0 for n in steps):
         raise ConfigError(f"--steps must be whole numbers >= 0, got {steps}", "e.g. --steps 0,1,5,10")
+    baseline_lr = algorithm.inner_lr if baseline_lr is None else baseline_lr
+    require_positive("baseline_lr", baseline_lr)
     batch = family.stream("meta-test", config.seed).next(tasks).to(backend.dtype, backend.device)
-    learner = Learner(model, family.loss)
+    learner = Learner(model, family.loss)  # the baselines' plain model
+    meta_learner = Learner(algorithm.model, family.loss)  # may differ (CAVIA's context input)
     joint_iters = joint_iters if joint_iters is not None else min(config.iters, 2000)
     joint = _joint_params(run, family, model, backend, config, joint_iters, progress)
     starts = {"random_init": random_inits(model, tasks, config.seed, backend),
@@ -86,15 +91,15 @@ def _evaluate_gradient(run, config, family, model, backend, algorithm, params, s
     result: dict[str, Any] = {
         "lens": "gradient", "algo": config.algo, "task": config.task, "backend": config.backend,
         "iteration": int(state["iteration"]), "tasks": int(tasks), "shots": family.shots, "loss": family.loss,
-        "inner_lr": config.inner_lr, "joint_iters": joint_iters, "steps": {},
+        "inner_lr": algorithm.inner_lr, "baseline_lr": baseline_lr, "joint_iters": joint_iters, "steps": {},
         "baselines": {name: {} for name in starts},
     }
     for n in steps:
         adapted = algorithm.adapt(params, batch, steps=n)
-        losses = backend.loss(learner, adapted, batch.query_x, batch.query_y)
-        result["steps"][str(n)] = _entry(losses, learner, adapted, batch)
+        losses = backend.loss(meta_learner, adapted, batch.query_x, batch.query_y)
+        result["steps"][str(n)] = _entry(losses, meta_learner, adapted, batch)
         for name, start in starts.items():
-            losses, adapted = finetune_loss(backend, learner, start, batch, config.inner_lr, n)
+            losses, adapted = finetune_loss(backend, learner, start, batch, baseline_lr, n)
             result["baselines"][name][str(n)] = _entry(losses, learner, adapted, batch)
     from innerloop.engine import plots
 

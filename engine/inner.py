@@ -1,7 +1,9 @@
 """Inner loops shared by the gradient-based algorithms, written against backend primitives.
 
-* :func:`sgd_trajectory` — N steps of θ^(n) = θ^(n−1) − α∇L_S(θ^(n−1)) (seed 000 eq. 2.1),
-  optionally keeping every iterate for MAML's reverse pass (eq. 2.5).
+* :func:`sgd_trajectory` — N steps of θ^(n) = θ^(n−1) − α⊙∇L_S(θ^(n−1)) (seed 000 eq. 2.1) on
+  all parameters or a subset (ANIL's head, CAVIA's context), α a scalar or per-parameter
+  (Meta-SGD), optionally keeping every iterate and gradient for the reverse pass;
+* :func:`sgd_reverse` — that reverse pass (seed 000 eq. 2.5) on Hessian-vector products only.
 * :func:`prox_solve` — accelerated gradient descent on L_S(φ) + (λ/2)‖φ − θ‖² (seed 000
   eq. 3.6, monograph eq. 2.4b) until the gradient norm has shrunk by ``tol`` or ``max_steps`` ran out.
 * :func:`cyclic_minibatch` — Reptile's inner batches over support ∪ query.
@@ -17,13 +19,27 @@ from innerloop.backends.base import Backend, LearnerLike
 from innerloop.engine.params import Params, add_scaled, norm_per_task, subtract
 
 
+StepSize = float | Params  # one α, or one α tensor per adapted parameter (Meta-SGD)
+
+
 @dataclass
 class Trajectory:
-    """The final iterate, every iterate when kept (θ^(0), ..., θ^(N)), and per-step losses [N, B]."""
+    """The final iterate; when kept, every iterate θ^(0..N) and the gradient ∇L_S(θ^(n−1)) of each
+    step; per-step losses [N, B]."""
 
     final: Params
     states: list[Params] | None
     losses: torch.Tensor | None
+    grads: list[Params] | None = None
+
+
+def sgd_step(params: Params, grads: Params, lr: StepSize, adapt: frozenset[str] | None = None) -> Params:
+    """θ − α⊙∇ on the names in ``adapt`` (all when None); the other parameters are unchanged."""
+    return {k: p - _step(lr, k) * grads[k] if adapt is None or k in adapt else p for k, p in params.items()}
+
+
+def _step(lr: StepSize, name: str) -> float | torch.Tensor:
+    return lr[name] if isinstance(lr, dict) else lr
 
 
 def sgd_trajectory(
@@ -32,20 +48,55 @@ def sgd_trajectory(
     params: Params,
     x: torch.Tensor,
     y: torch.Tensor,
-    lr: float,
+    lr: StepSize,
     steps: int,
     keep_states: bool = False,
+    adapt: frozenset[str] | None = None,
 ) -> Trajectory:
-    """``steps`` plain gradient steps on each task's loss (per-task params, leading axis B)."""
+    """``steps`` gradient steps on each task's loss (per-task params, leading axis B)."""
     states = [params] if keep_states else None
+    grads_kept = [] if keep_states else None
     losses = []
     for _ in range(steps):
         loss, grads = backend.loss_and_grad(learner, params, x, y)
-        params = add_scaled(params, grads, -lr)
+        params = sgd_step(params, grads, lr, adapt)
         losses.append(loss)
         if keep_states:
             states.append(params)
-    return Trajectory(params, states, torch.stack(losses) if losses else None)
+            grads_kept.append(grads)
+    return Trajectory(params, states, torch.stack(losses) if losses else None, grads_kept)
+
+
+def sgd_reverse(
+    backend: Backend,
+    learner: LearnerLike,
+    points: list[Params],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    g: Params,
+    lr: StepSize,
+    adapt: frozenset[str] | None = None,
+    grads: list[Params] | None = None,
+    hessian: bool = True,
+) -> tuple[Params, Params | None]:
+    """Backpropagate g = ∂L/∂θ^(N) through θ^(n) = θ^(n−1) − α⊙∇L_S(p_n), n = N … 1.
+
+    ``points`` are the p_n where the step's gradient was taken (the iterates θ^(n−1) for plain
+    SGD, perturbed points for Sharp-MAML). The vector-Jacobian product of one step is
+    g ← g − ∇²L_S(p_n)·(α⊙g_A), g_A = g on the adapted names and 0 elsewhere (seed 000 eq. 2.5
+    when everything adapts). With per-parameter α (a dict) and the step ``grads`` ∇L_S(p_n),
+    also returns ∂L/∂α = −Σ_n ∇L_S(p_n)⊙g^(n) per task (Meta-SGD); otherwise None.
+    ``hessian=False`` is the first-order approximation (each step's Jacobian taken as I).
+    """
+    lr_grad = {k: torch.zeros_like(g[k]) for k in lr} if isinstance(lr, dict) else None
+    for n in reversed(range(len(points))):
+        vector = {k: _step(lr, k) * v if adapt is None or k in adapt else torch.zeros_like(v) for k, v in g.items()}
+        if lr_grad is not None:
+            lr_grad = {k: lr_grad[k] - grads[n][k] * g[k] for k in lr_grad}
+        if hessian:
+            hv = backend.hvp(learner, points[n], x, y, vector)
+            g = {k: g[k] - hv[k] for k in g}
+    return g, lr_grad
 
 
 @dataclass

@@ -121,7 +121,7 @@ class Trainer:
                     f"pass --iters greater than {start} to train further",
                 )
             params = {k: v.to(backend.device, backend.dtype) for k, v in state["params"].items()}
-            self.model.check_params(params)
+            self.algorithm.check_params(params)
             optimizer = self._optimizer(params)
             optimizer.load_state_dict(state["optimizer"])
             stream.load_state(state["stream_state"])
@@ -129,7 +129,7 @@ class Trainer:
             run.truncate_metrics(start)
         else:
             run.create(cfg)
-            params = self.model.init(generator_for(cfg.seed, "init"), dtype=backend.dtype, device=backend.device)
+            params = self.algorithm.init_params(generator_for(cfg.seed, "init"), backend.dtype, backend.device)
             self.algorithm.seed(derive_seed(cfg.seed, "algorithm"))
             optimizer = self._optimizer(params)
             start = 0
@@ -153,7 +153,7 @@ class Trainer:
         cfg = self.config
         kept = (f"the last good checkpoint (iteration {last_checkpoint}) is kept in {self.run_dir.path}"
                 if last_checkpoint > 0 else "no checkpoint had been written yet")
-        inner = f"--inner-lr (now {cfg.inner_lr}) or " if self.algorithm.lens == "gradient" else ""
+        inner = f"--inner-lr (now {self.algorithm.inner_lr}) or " if self.algorithm.lens == "gradient" else ""
         raise NonFiniteError(
             f"non-finite {what} at iteration {iteration}; training stopped and {kept}",
             f"lower {inner}--outer-lr (now {cfg.outer_lr}) and start again",
@@ -170,7 +170,7 @@ class Trainer:
 
     def _title(self) -> str:
         c = self.config
-        inner = f"α={c.inner_lr}, " if self.algorithm.lens == "gradient" else ""
+        inner = f"α={self.algorithm.inner_lr}, " if self.algorithm.lens == "gradient" else ""
         return f"{c.algo} on {c.task} ({c.backend}, {inner}β={c.outer_lr}, B={c.meta_batch})"
 
 

@@ -29,7 +29,7 @@ TRAIN_FLAGS = {  # flag → (TrainConfig field, type, help)
     "--activation": ("activation", str, "relu (default), tanh, gelu, silu"),
     "--meta-batch": ("meta_batch", int, "tasks per meta-iteration (default 25)"),
     "--inner-steps": ("inner_steps", int, "inner steps N (default: the algorithm's, 5 for MAML; gradient lens)"),
-    "--inner-lr": ("inner_lr", float, "inner step size α (default 0.01; gradient lens)"),
+    "--inner-lr": ("inner_lr", float, "inner step size α (default: the algorithm's, 0.01 for MAML)"),
     "--outer-lr": ("outer_lr", float, "outer learning rate β (default 0.001)"),
     "--optimizer": ("optimizer", str, "outer optimizer: adam (default) or sgd"),
     "--iters": ("iters", int, "meta-iterations (default 1000)"),
@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--tasks", type=int, default=None,
                     help="held-out tasks (default 500; 600 episodes for protonet/matchingnet)")
     ev.add_argument("--steps", default=None, help="inner-step counts, comma separated (default 0,1,N,2N)")
+    ev.add_argument("--baseline-lr", type=float, default=None,
+                    help="step size of the baselines' fine-tuning (default: the run's inner step size)")
     ev.add_argument("--contexts", default=None,
                     help="context sizes for Neural Processes, comma separated (default 2,4,8,12,16,20)")
     ev.add_argument("--out", default=None,
@@ -166,7 +168,7 @@ def _eval(args: argparse.Namespace) -> int:
     results = {}
     for run_dir in args.run_dirs:
         result = evaluate_run(run_dir, tasks=args.tasks, steps=steps, joint_iters=args.joint_iters,
-                              progress=not args.quiet, contexts=contexts)
+                              progress=not args.quiet, contexts=contexts, baseline_lr=args.baseline_lr)
         print(f"== {run_dir}")
         print(format_table(result))
         print(f"wrote {Path(run_dir) / 'eval.json'} and eval.png")

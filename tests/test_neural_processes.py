@@ -213,8 +213,9 @@ def test_np_training_curve_goes_down_and_resume_is_exact(tmp_path):
 def test_amortized_algorithms_refuse_backends_without_autograd():
     family = il.tasks.GaussianProcess1D()
     restricted = il.backends.get("cpu", capabilities="loss,loss_and_grad,hvp")
-    with pytest.raises(il.CapabilityError, match="(?s)CNP needs autograd.*algorithms that run on this backend: "
-                                                 "fomaml, imaml, maml, reptile"):
+    with pytest.raises(il.CapabilityError, match="CNP needs autograd, which backend 'cpu' does not offer") as err:
         CNP(CNP.network(family), restricted)
+    runnable = str(err.value).split("algorithms that run on this backend: ")[1].split(", ")
+    assert {"maml", "fomaml", "imaml"} <= set(runnable) and not {"cnp", "protonet"} & set(runnable)
     with pytest.raises(il.ConfigError, match="Neural Processes model real-valued outputs"):
         CNP.network(il.tasks.Clusters2D())

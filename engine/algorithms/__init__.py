@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from innerloop.backends.base import Backend
 from innerloop.engine.algorithms.amortized import AmortizedAlgorithm
+from innerloop.engine.algorithms.anil import ANIL
 from innerloop.engine.algorithms.base import ALGORITHMS, Algorithm, MetaAlgorithm, MetaGradient, check_capabilities
+from innerloop.engine.algorithms.cavia import CAVIA
 from innerloop.engine.algorithms.imaml import iMAML
 from innerloop.engine.algorithms.maml import FOMAML, MAML
+from innerloop.engine.algorithms.metasgd import MetaSGD
 from innerloop.engine.algorithms.metric import MatchingNet, MetricAlgorithm, ProtoNet
 from innerloop.engine.algorithms.neural_process import CNP, AttentiveNP, LatentNP, NeuralProcess
 from innerloop.engine.algorithms.reptile import Reptile
@@ -27,7 +30,7 @@ def make(name: str, model, backend: Backend, **options) -> Algorithm:
 
 
 __all__ = [
-    "ALGORITHMS", "CNP", "FOMAML", "MAML", "Algorithm", "AmortizedAlgorithm", "AttentiveNP", "LatentNP",
+    "ALGORITHMS", "ANIL", "CAVIA", "CNP", "FOMAML", "MAML", "MetaSGD", "Algorithm", "AmortizedAlgorithm", "AttentiveNP", "LatentNP",
     "MatchingNet", "MetaAlgorithm", "MetaGradient", "MetricAlgorithm", "NeuralProcess", "ProtoNet", "Reptile",
     "check_capabilities", "iMAML", "make",
 ]

@@ -56,6 +56,6 @@ class AmortizedAlgorithm(Algorithm):
     def _prepare(self, params: Params, batch: TaskBatch) -> tuple[Params, TaskBatch]:
         """Validate and move params and batch to the backend's dtype and device."""
         self._check_batch(batch)
-        self.model.check_params(params)
+        self.check_params(params)
         backend = self.backend
         return cast(params, backend.dtype, backend.device), batch.to(backend.dtype, backend.device)

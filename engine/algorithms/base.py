@@ -74,6 +74,16 @@ class Algorithm(ABC):
         self.generator = torch.Generator().manual_seed(0)
         check_capabilities(self)
 
+    def init_params(self, generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
+                    device: torch.device | str = "cpu") -> Params:
+        """Fresh meta-parameters: the model's, plus any the algorithm meta-learns (e.g. Meta-SGD's
+        step sizes)."""
+        return self.model.init(generator, dtype=dtype, device=device)
+
+    def check_params(self, params: Params) -> None:
+        """Raise ShapeError unless ``params`` are meta-parameters of this algorithm."""
+        self.model.check_params(params)
+
     def seed(self, seed: int) -> None:
         """Reseed the algorithm's own random draws (context sizes, latent noise, perturbations)."""
         self.generator.manual_seed(int(seed))
@@ -161,7 +171,7 @@ class MetaAlgorithm(Algorithm):
     def _prepare(self, params: Params, batch: TaskBatch) -> tuple[Learner, Params, TaskBatch]:
         """Validate and move params and batch to the backend's dtype and device."""
         self._check_batch(batch)
-        self.model.check_params(params)
+        self.check_params(params)
         loss = self.loss or ("cross_entropy" if batch.is_classification else "mse")
         learner = Learner(self.model, loss)
         learner.check_batch(batch)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from innerloop.backends.base import Backend
 from innerloop.engine.algorithms.base import MetaAlgorithm, MetaGradient, register
-from innerloop.engine.inner import sgd_trajectory
+from innerloop.engine.inner import StepSize, sgd_reverse, sgd_trajectory
 from innerloop.engine.learner import Learner
-from innerloop.engine.params import Params, add_scaled, mean_over_tasks
+from innerloop.engine.params import Params, mean_over_tasks
 from innerloop.engine.tasks import TaskBatch
 
 
@@ -43,16 +43,38 @@ class MAML(MetaAlgorithm):
         super().__init__(model, backend, inner_lr, inner_steps, loss)
 
     def _compute(self, learner: Learner, theta: Params, batch: TaskBatch) -> MetaGradient:
-        backend, lr = self.backend, self.inner_lr
+        backend = self.backend
+        weights, lr = self._weights_and_steps(theta)
+        adapt = self._adapted_names(weights)
+        reverse = not self.first_order or isinstance(lr, dict)
         trajectory = sgd_trajectory(
-            backend, learner, self._expand(theta, batch), batch.support_x, batch.support_y,
-            lr, self.inner_steps, keep_states=not self.first_order,
+            backend, learner, self._expand(weights, batch), batch.support_x, batch.support_y,
+            lr, self.inner_steps, keep_states=reverse, adapt=adapt,
         )
         query_loss, g = backend.loss_and_grad(learner, trajectory.final, batch.query_x, batch.query_y)
-        if not self.first_order:
-            for state in reversed(trajectory.states[:-1]):  # θ^(N−1), …, θ^(0)
-                g = add_scaled(g, backend.hvp(learner, state, batch.support_x, batch.support_y, g), -lr)
-        return MetaGradient(mean_over_tasks(g), query_loss)
+        lr_grad = None
+        if reverse:  # Hessians at θ^(N−1), …, θ^(0)
+            g, lr_grad = sgd_reverse(backend, learner, trajectory.states[:-1], batch.support_x, batch.support_y, g,
+                                     lr, adapt, trajectory.grads, hessian=not self.first_order)
+        return MetaGradient(self._meta_gradient(mean_over_tasks(g), lr_grad), query_loss)
+
+    def _adapt(self, learner: Learner, theta: Params, batch: TaskBatch, steps: int) -> Params:
+        weights, lr = self._weights_and_steps(theta)
+        return sgd_trajectory(self.backend, learner, self._expand(weights, batch), batch.support_x, batch.support_y,
+                              lr, steps, adapt=self._adapted_names(weights)).final
+
+    # -- hooks for the variants (ANIL, Meta-SGD, CAVIA) --------------------------------------
+    def _weights_and_steps(self, theta: Params) -> tuple[Params, StepSize]:
+        """The model's parameters and the inner step size(s) α."""
+        return theta, self.inner_lr
+
+    def _adapted_names(self, weights: Params) -> frozenset[str] | None:
+        """The parameters the inner loop updates (None: all of them)."""
+        return None
+
+    def _meta_gradient(self, grad: Params, lr_grad: Params | None) -> Params:
+        """The meta-gradient over the meta-parameters from the model-parameter gradient."""
+        return grad
 
     def capability_hint(self, backend: Backend) -> str:
         if not self.first_order and {"loss", "loss_and_grad"} <= backend.capabilities:
