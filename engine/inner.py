@@ -18,7 +18,6 @@ import torch
 from innerloop.backends.base import Backend, LearnerLike
 from innerloop.engine.params import Params, add_scaled, norm_per_task, subtract
 
-
 StepSize = float | Params  # one α, or one α tensor per adapted parameter (Meta-SGD)
 
 
