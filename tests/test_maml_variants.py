@@ -72,13 +72,17 @@ def test_metasgd_meta_gradient_includes_step_sizes(setup, cpu64, first_order):
         # first order: Jacobians taken as I, so ∂L/∂θ = ∇L_Q(θ^(N)), ∂L/∂α = −Σ_n ∇L_S(θ^(n−1))⊙∇L_Q(θ^(N))
         b = batch.to(torch.float64, "cpu")
         expected = {k: torch.zeros_like(v) for k, v in params.items()}
+
+        def mse_grad(p, x, y):
+            return torch.func.grad(lambda w: ((model.apply(w, x) - y) ** 2).mean())(p)
+
         for i in range(b.num_tasks):
             q, support_grads = dict(weights), []
             for _ in range(2):
-                g = torch.func.grad(lambda p: ((model.apply(p, b.support_x[i]) - b.support_y[i]) ** 2).mean())(q)
+                g = mse_grad(q, b.support_x[i], b.support_y[i])
                 support_grads.append(g)
                 q = {k: q[k] - rates[k] * g[k] for k in q}
-            gq = torch.func.grad(lambda p: ((model.apply(p, b.query_x[i]) - b.query_y[i]) ** 2).mean())(q)
+            gq = mse_grad(q, b.query_x[i], b.query_y[i])
             for k in weights:
                 expected[k] += gq[k] / b.num_tasks
                 expected[f"inner_lr.{k}"] -= sum(s[k] for s in support_grads) * gq[k] / b.num_tasks

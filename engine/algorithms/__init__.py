@@ -30,7 +30,8 @@ def make(name: str, model, backend: Backend, **options) -> Algorithm:
 
 
 __all__ = [
-    "ALGORITHMS", "ANIL", "CAVIA", "CNP", "FOMAML", "MAML", "MetaSGD", "Algorithm", "AmortizedAlgorithm", "AttentiveNP", "LatentNP",
+    "ALGORITHMS", "ANIL", "CAVIA", "CNP", "FOMAML", "MAML", "MetaSGD", "Algorithm", "AmortizedAlgorithm",
+    "AttentiveNP", "LatentNP",
     "MatchingNet", "MetaAlgorithm", "MetaGradient", "MetricAlgorithm", "NeuralProcess", "ProtoNet", "Reptile",
     "check_capabilities", "iMAML", "make",
 ]
