@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.func import vmap
 
+from innerloop import backends
 from innerloop.engine import build
 from innerloop.engine.baselines import finetune_loss, random_inits, train_joint
 from innerloop.engine.errors import ConfigError, require_positive
@@ -84,14 +85,16 @@ def _evaluate_gradient(run, config, family, model, backend, algorithm, params, s
     learner = Learner(model, family.loss)  # the baselines' plain model
     meta_learner = Learner(algorithm.model, family.loss)  # may differ (CAVIA's context input)
     joint_iters = joint_iters if joint_iters is not None else min(config.iters, 2000)
-    joint = _joint_params(run, family, model, backend, config, joint_iters, progress)
+    reference = _baseline_backend(config, backend)
+    joint = _joint_params(run, family, model, reference, config, joint_iters, progress)
     starts = {"random_init": random_inits(model, tasks, config.seed, backend),
               "joint": expand_to_tasks(joint, tasks)}
 
     result: dict[str, Any] = {
         "lens": "gradient", "algo": config.algo, "task": config.task, "backend": config.backend,
         "iteration": int(state["iteration"]), "tasks": int(tasks), "shots": family.shots, "loss": family.loss,
-        "inner_lr": algorithm.inner_lr, "baseline_lr": baseline_lr, "joint_iters": joint_iters, "steps": {},
+        "inner_lr": algorithm.inner_lr, "baseline_lr": baseline_lr, "baseline_backend": repr(reference),
+        "joint_iters": joint_iters, "steps": {},
         "baselines": {name: {} for name in starts},
     }
     for n in steps:
@@ -99,7 +102,7 @@ def _evaluate_gradient(run, config, family, model, backend, algorithm, params, s
         losses = backend.loss(meta_learner, adapted, batch.query_x, batch.query_y)
         result["steps"][str(n)] = _entry(losses, meta_learner, adapted, batch)
         for name, start in starts.items():
-            losses, adapted = finetune_loss(backend, learner, start, batch, baseline_lr, n)
+            losses, adapted = finetune_loss(reference, learner, start, batch, baseline_lr, n)
             result["baselines"][name][str(n)] = _entry(losses, learner, adapted, batch)
     from innerloop.engine import plots
 
@@ -171,6 +174,16 @@ def _entry(losses: torch.Tensor, learner: Learner, adapted: Params, batch: TaskB
         correct = (logits.argmax(dim=-1) == batch.query_y).double().mean(dim=1)
         entry["accuracy"] = summarize(correct)
     return entry
+
+
+def _baseline_backend(config, backend):
+    """The backend the gradient baselines fine-tune on: the run's, or — when the run's was restricted
+    below ``loss_and_grad`` (e.g. ES-MAML on a loss-only substrate) — the unrestricted backend of
+    the same name, which eval.json records as ``baseline_backend``."""
+    if backend.supports("loss_and_grad"):
+        return backend
+    options = {k: v for k, v in config.backend_options.items() if k != "capabilities"}
+    return backends.get(config.backend, **{"dtype": config.dtype, **options})
 
 
 def _joint_params(run, family, model, backend, config, iters: int, progress: bool) -> Params:

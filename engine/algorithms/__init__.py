@@ -8,11 +8,13 @@ from innerloop.engine.algorithms.amortized import AmortizedAlgorithm
 from innerloop.engine.algorithms.anil import ANIL
 from innerloop.engine.algorithms.base import ALGORITHMS, Algorithm, MetaAlgorithm, MetaGradient, check_capabilities
 from innerloop.engine.algorithms.cavia import CAVIA
+from innerloop.engine.algorithms.es_maml import ESMAML
 from innerloop.engine.algorithms.imaml import iMAML
 from innerloop.engine.algorithms.maml import FOMAML, MAML
 from innerloop.engine.algorithms.metasgd import MetaSGD
 from innerloop.engine.algorithms.metric import MatchingNet, MetricAlgorithm, ProtoNet
 from innerloop.engine.algorithms.neural_process import CNP, AttentiveNP, LatentNP, NeuralProcess
+from innerloop.engine.algorithms.prox_maml import ProxMAML
 from innerloop.engine.algorithms.reptile import Reptile
 from innerloop.engine.errors import check_keywords, unknown_name
 
@@ -30,8 +32,8 @@ def make(name: str, model, backend: Backend, **options) -> Algorithm:
 
 
 __all__ = [
-    "ALGORITHMS", "ANIL", "CAVIA", "CNP", "FOMAML", "MAML", "MetaSGD", "Algorithm", "AmortizedAlgorithm",
+    "ALGORITHMS", "ANIL", "CAVIA", "CNP", "ESMAML", "FOMAML", "MAML", "MetaSGD", "Algorithm", "AmortizedAlgorithm",
     "AttentiveNP", "LatentNP",
-    "MatchingNet", "MetaAlgorithm", "MetaGradient", "MetricAlgorithm", "NeuralProcess", "ProtoNet", "Reptile",
+    "MatchingNet", "MetaAlgorithm", "MetaGradient", "MetricAlgorithm", "NeuralProcess", "ProtoNet", "ProxMAML", "Reptile",
     "check_capabilities", "iMAML", "make",
 ]

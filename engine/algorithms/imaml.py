@@ -15,17 +15,17 @@ Diagnostics report the inner solve's relative gradient norm and CG's relative re
 from __future__ import annotations
 
 from innerloop.backends.base import Backend
-from innerloop.engine.algorithms.base import MetaAlgorithm, MetaGradient, register
+from innerloop.engine.algorithms.base import MetaGradient, register
+from innerloop.engine.algorithms.proximal import ProximalAlgorithm
 from innerloop.engine.cg import conjugate_gradient
 from innerloop.engine.errors import require_positive
-from innerloop.engine.inner import prox_solve
 from innerloop.engine.learner import Learner
 from innerloop.engine.params import Params, add_scaled, mean_over_tasks
 from innerloop.engine.tasks import TaskBatch
 
 
 @register
-class iMAML(MetaAlgorithm):  # noqa: N801 - the algorithm's published name
+class iMAML(ProximalAlgorithm):  # noqa: N801 - the algorithm's published name
     """Implicit MAML. ``inner_steps`` caps the inner iterations, ``inner_tol`` ends them early.
 
     λ (``lam``) plays the role of 1/(Nα) in MAML (seed 000 §3.4): larger λ keeps φ* near θ.
@@ -51,19 +51,10 @@ class iMAML(MetaAlgorithm):  # noqa: N801 - the algorithm's published name
         cg_tol: float = 1e-6,
         loss: str | None = None,
     ) -> None:
-        require_positive("lam", lam)
-        require_positive("inner_tol", inner_tol)
         require_positive("cg_steps", cg_steps)
         require_positive("cg_tol", cg_tol)
-        self.lam, self.inner_tol = float(lam), float(inner_tol)
         self.cg_steps, self.cg_tol = int(cg_steps), float(cg_tol)
-        super().__init__(model, backend, inner_lr, inner_steps, loss)
-
-    def _solve_inner(self, learner: Learner, theta: Params, batch: TaskBatch, steps: int):
-        return prox_solve(
-            self.backend, learner, self._expand(theta, batch), batch.support_x, batch.support_y,
-            self.lam, self.inner_lr, steps, self.inner_tol,
-        )
+        super().__init__(model, backend, inner_lr, inner_steps, lam, inner_tol, loss)
 
     def _compute(self, learner: Learner, theta: Params, batch: TaskBatch) -> MetaGradient:
         backend, lam = self.backend, self.lam
@@ -83,13 +74,7 @@ class iMAML(MetaAlgorithm):  # noqa: N801 - the algorithm's published name
             "cg_iterations": float(cg.iterations),
             "cg_indefinite_tasks": float(cg.indefinite.sum()),
         }
-        warnings = []
-        if diagnostics["inner_residual"] > self.inner_tol:
-            warnings.append(
-                f"iMAML's inner solve stopped after inner_steps={self.inner_steps} with relative gradient norm "
-                f"{diagnostics['inner_residual']:.2g} > inner_tol={self.inner_tol:g}; raise inner_steps or inner_lr, "
-                "or use a smooth activation (ReLU kinks keep the gradient from vanishing)"
-            )
+        warnings = self._tolerance_warning(inner)
         if diagnostics["cg_indefinite_tasks"]:
             warnings.append(
                 f"{int(diagnostics['cg_indefinite_tasks'])} task(s) had ∇²L_S + λI not positive definite; "
@@ -97,11 +82,5 @@ class iMAML(MetaAlgorithm):  # noqa: N801 - the algorithm's published name
             )
         return MetaGradient(mean_over_tasks(task_grads), query_loss, diagnostics, warnings)
 
-    def _adapt(self, learner: Learner, theta: Params, batch: TaskBatch, steps: int) -> Params:
-        return self._solve_inner(learner, theta, batch, steps).params
-
     def options(self) -> dict:
-        return {
-            **super().options(), "lam": self.lam, "inner_tol": self.inner_tol,
-            "cg_steps": self.cg_steps, "cg_tol": self.cg_tol,
-        }
+        return {**super().options(), "cg_steps": self.cg_steps, "cg_tol": self.cg_tol}
