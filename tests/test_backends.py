@@ -101,7 +101,7 @@ def test_restricted_capabilities_and_capability_error(cpu64):
     il.algorithms.FOMAML(model, backend=restricted)
     il.algorithms.MAML(model, backend=restricted, first_order=True)
     loss_only = il.backends.get("cpu", capabilities=["loss"])
-    with pytest.raises(il.CapabilityError, match="algorithms that run on this backend: none"):
+    with pytest.raises(il.CapabilityError, match="algorithms that run on this backend: es-maml$"):
         il.algorithms.Reptile(model, backend=loss_only)
     _, learner, batch, params = _setup()
     with pytest.raises(il.CapabilityError, match="'hvp'"):

@@ -32,8 +32,7 @@ def make(name: str, model, backend: Backend, **options) -> Algorithm:
 
 
 __all__ = [
-    "ALGORITHMS", "ANIL", "CAVIA", "CNP", "ESMAML", "FOMAML", "MAML", "MetaSGD", "Algorithm", "AmortizedAlgorithm",
-    "AttentiveNP", "LatentNP",
-    "MatchingNet", "MetaAlgorithm", "MetaGradient", "MetricAlgorithm", "NeuralProcess", "ProtoNet", "ProxMAML", "Reptile",
-    "check_capabilities", "iMAML", "make",
+    "ALGORITHMS", "ANIL", "CAVIA", "CNP", "ESMAML", "FOMAML", "MAML", "Algorithm", "AmortizedAlgorithm",
+    "AttentiveNP", "LatentNP", "MatchingNet", "MetaAlgorithm", "MetaGradient", "MetaSGD", "MetricAlgorithm",
+    "NeuralProcess", "ProtoNet", "ProxMAML", "Reptile", "check_capabilities", "iMAML", "make",
 ]
