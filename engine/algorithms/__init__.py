@@ -4,6 +4,7 @@ amortized lenses (Neural Processes; ProtoNet and MatchingNet), all behind one in
 from __future__ import annotations
 
 from innerloop.backends.base import Backend
+from innerloop.engine.algorithms.alset import ALSET
 from innerloop.engine.algorithms.amortized import AmortizedAlgorithm
 from innerloop.engine.algorithms.anil import ANIL
 from innerloop.engine.algorithms.base import ALGORITHMS, Algorithm, MetaAlgorithm, MetaGradient, check_capabilities
@@ -16,6 +17,7 @@ from innerloop.engine.algorithms.metric import MatchingNet, MetricAlgorithm, Pro
 from innerloop.engine.algorithms.neural_process import CNP, AttentiveNP, LatentNP, NeuralProcess
 from innerloop.engine.algorithms.prox_maml import ProxMAML
 from innerloop.engine.algorithms.reptile import Reptile
+from innerloop.engine.algorithms.sharp_maml import SharpMAML
 from innerloop.engine.errors import check_keywords, unknown_name
 
 
@@ -32,7 +34,7 @@ def make(name: str, model, backend: Backend, **options) -> Algorithm:
 
 
 __all__ = [
-    "ALGORITHMS", "ANIL", "CAVIA", "CNP", "ESMAML", "FOMAML", "MAML", "Algorithm", "AmortizedAlgorithm",
+    "ALGORITHMS", "ALSET", "ANIL", "CAVIA", "CNP", "ESMAML", "FOMAML", "MAML", "Algorithm", "AmortizedAlgorithm",
     "AttentiveNP", "LatentNP", "MatchingNet", "MetaAlgorithm", "MetaGradient", "MetaSGD", "MetricAlgorithm",
-    "NeuralProcess", "ProtoNet", "ProxMAML", "Reptile", "check_capabilities", "iMAML", "make",
+    "NeuralProcess", "ProtoNet", "ProxMAML", "Reptile", "SharpMAML", "check_capabilities", "iMAML", "make",
 ]
