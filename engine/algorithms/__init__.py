@@ -8,6 +8,7 @@ from innerloop.engine.algorithms.alset import ALSET
 from innerloop.engine.algorithms.amortized import AmortizedAlgorithm
 from innerloop.engine.algorithms.anil import ANIL
 from innerloop.engine.algorithms.base import ALGORITHMS, Algorithm, MetaAlgorithm, MetaGradient, check_capabilities
+from innerloop.engine.algorithms.bmaml import BMAML
 from innerloop.engine.algorithms.cavia import CAVIA
 from innerloop.engine.algorithms.es_maml import ESMAML
 from innerloop.engine.algorithms.imaml import iMAML
@@ -34,7 +35,7 @@ def make(name: str, model, backend: Backend, **options) -> Algorithm:
 
 
 __all__ = [
-    "ALGORITHMS", "ALSET", "ANIL", "CAVIA", "CNP", "ESMAML", "FOMAML", "MAML", "Algorithm", "AmortizedAlgorithm",
+    "ALGORITHMS", "ALSET", "ANIL", "BMAML", "CAVIA", "CNP", "ESMAML", "FOMAML", "MAML", "Algorithm", "AmortizedAlgorithm",
     "AttentiveNP", "LatentNP", "MatchingNet", "MetaAlgorithm", "MetaGradient", "MetaSGD", "MetricAlgorithm",
     "NeuralProcess", "ProtoNet", "ProxMAML", "Reptile", "SharpMAML", "check_capabilities", "iMAML", "make",
 ]
