@@ -15,6 +15,7 @@ from innerloop.engine.algorithms.imaml import iMAML
 from innerloop.engine.algorithms.maml import FOMAML, MAML
 from innerloop.engine.algorithms.metasgd import MetaSGD
 from innerloop.engine.algorithms.metric import MatchingNet, MetricAlgorithm, ProtoNet
+from innerloop.engine.algorithms.modular import ModularMetaLearning
 from innerloop.engine.algorithms.neural_process import CNP, AttentiveNP, LatentNP, NeuralProcess
 from innerloop.engine.algorithms.prox_maml import ProxMAML
 from innerloop.engine.algorithms.reptile import Reptile
@@ -35,7 +36,8 @@ def make(name: str, model, backend: Backend, **options) -> Algorithm:
 
 
 __all__ = [
-    "ALGORITHMS", "ALSET", "ANIL", "BMAML", "CAVIA", "CNP", "ESMAML", "FOMAML", "MAML", "Algorithm", "AmortizedAlgorithm",
-    "AttentiveNP", "LatentNP", "MatchingNet", "MetaAlgorithm", "MetaGradient", "MetaSGD", "MetricAlgorithm",
-    "NeuralProcess", "ProtoNet", "ProxMAML", "Reptile", "SharpMAML", "check_capabilities", "iMAML", "make",
+    "ALGORITHMS", "ALSET", "ANIL", "BMAML", "CAVIA", "CNP", "ESMAML", "FOMAML", "MAML", "Algorithm",
+    "AmortizedAlgorithm", "AttentiveNP", "LatentNP", "MatchingNet", "MetaAlgorithm", "MetaGradient", "MetaSGD",
+    "MetricAlgorithm", "ModularMetaLearning", "NeuralProcess", "ProtoNet", "ProxMAML", "Reptile", "SharpMAML",
+    "check_capabilities", "iMAML", "make",
 ]
