@@ -38,7 +38,7 @@ def train_joint(
 ) -> Params:
     """Adam on the pooled support ∪ query loss of meta-training tasks (monograph eq. 1.2)."""
     learner = Learner(model, family.loss)
-    stream = TaskStream(family, generator_for(seed, "meta-train/joint-baseline"))
+    stream = TaskStream(family.split_view("meta-train"), generator_for(seed, "meta-train/joint-baseline"))
     params = model.init(generator_for(seed, "baseline/joint-init"), dtype=backend.dtype, device=backend.device)
     optimizer = torch.optim.Adam(list(params.values()), lr=lr)
     bar = Progress(iters, "joint-learning baseline", progress)

@@ -1,4 +1,4 @@
-"""The ``innerloop`` command: train, eval, list.
+"""The ``innerloop`` command: train, eval, experiment, list.
 
 Every user error (unknown names, bad values, shape or capability mismatches, corrupted
 checkpoints, non-finite losses) is printed as one message with a hint and a non-zero exit
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="innerloop", description="Meta-learning on pluggable backends.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,list}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,experiment,list}")
 
     train = sub.add_parser("train", help="meta-train into a run directory",
                            description="Meta-train an algorithm on a task family with a backend.")
@@ -95,6 +95,17 @@ def _parser() -> argparse.ArgumentParser:
                     help="training iterations of the joint-learning baseline (default min(iters, 2000))")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(handler=_eval)
+
+    ex = sub.add_parser("experiment", help="multi-run experiments (algorithm-table)",
+                        description="Reproducible multi-run experiments; each configuration is a run directory.")
+    ex.add_argument("name", help="algorithm-table: every gradient-lens algorithm on sinusoid at K = 5 and 10")
+    ex.add_argument("--out", default=None, help="output directory (default runs/experiment-NAME)")
+    ex.add_argument("--iters", type=int, default=2000, help="meta-iterations per run (default 2000)")
+    ex.add_argument("--tasks", type=int, default=500, help="held-out evaluation tasks per run (default 500)")
+    ex.add_argument("--algos", default=None, help="comma-separated subset of algorithms (default: all)")
+    ex.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    ex.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (default 1)")
+    ex.set_defaults(handler=_experiment)
 
     ls = sub.add_parser("list", help="algorithms, tasks, backends and capabilities")
     ls.set_defaults(handler=_list)
@@ -187,6 +198,22 @@ def _integers(flag: str, text: str | None) -> list[int] | None:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"{flag} takes comma-separated integers, got '{text}'", f"e.g. {flag} 0,1,5,10") from None
+
+
+# -- experiment -------------------------------------------------------------------------------
+def _experiment(args: argparse.Namespace) -> int:
+    from innerloop.engine.errors import unknown_name
+    from innerloop.engine.experiments import EXPERIMENTS, table_markdown
+
+    if args.name not in EXPERIMENTS:
+        raise unknown_name("experiment", args.name, EXPERIMENTS)
+    out = args.out or f"runs/experiment-{args.name}"
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()] if args.algos else None
+    document = EXPERIMENTS[args.name](out, iters=args.iters, tasks=args.tasks, algorithms=algos, seed=args.seed,
+                                      jobs=args.jobs)
+    print(table_markdown(document))
+    print(f"wrote {Path(out) / 'algorithm_table.json'}, .md and .png")
+    return 0
 
 
 # -- list -------------------------------------------------------------------------------------
