@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from innerloop.backends.base import Backend
@@ -35,14 +37,16 @@ def train_joint(
     lr: float,
     seed: int,
     progress: bool = True,
+    callback: Callable[[int, Params], None] | None = None,
 ) -> Params:
-    """Adam on the pooled support ∪ query loss of meta-training tasks (monograph eq. 1.2)."""
+    """Adam on the pooled support ∪ query loss of meta-training tasks (monograph eq. 1.2);
+    ``callback(iteration, params)`` runs after every step."""
     learner = Learner(model, family.loss)
     stream = TaskStream(family.split_view("meta-train"), generator_for(seed, "meta-train/joint-baseline"))
     params = model.init(generator_for(seed, "baseline/joint-init"), dtype=backend.dtype, device=backend.device)
     optimizer = torch.optim.Adam(list(params.values()), lr=lr)
     bar = Progress(iters, "joint-learning baseline", progress)
-    for _ in range(iters):
+    for it in range(1, iters + 1):
         batch = stream.next(meta_batch).to(backend.dtype, backend.device)
         x = torch.cat([batch.support_x, batch.query_x], dim=1)
         y = torch.cat([batch.support_y, batch.query_y], dim=1)
@@ -51,6 +55,8 @@ def train_joint(
             params[name].grad = g
         optimizer.step()
         bar.update()
+        if callback is not None:
+            callback(it, params)
     bar.close()
     return params
 

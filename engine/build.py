@@ -12,6 +12,7 @@ from innerloop.engine.config import TrainConfig
 from innerloop.engine.errors import ConfigError, check_keywords
 from innerloop.engine.models import MLP
 from innerloop.engine.tasks import TaskFamily
+from innerloop.engine.tasks.finite import FiniteTasks
 
 GRADIENT_HIDDEN = (40, 40)
 
@@ -21,7 +22,10 @@ def family(config: TrainConfig) -> TaskFamily:
     for name in ("shots", "queries"):
         if getattr(config, name) is not None:
             options[name] = getattr(config, name)
-    return tasks.make(config.task, **options)
+    fam = tasks.make(config.task, **options)
+    if config.train_tasks is not None:
+        fam = FiniteTasks(fam, config.train_tasks, config.seed)
+    return fam
 
 
 def model(config: TrainConfig, fam: TaskFamily):

@@ -29,6 +29,7 @@ class TrainConfig:
     dtype: str = "float32"
     shots: int | None = None
     queries: int | None = None
+    train_tasks: int | None = None  # a finite meta-training set of this many tasks (None: endless stream)
     hidden: tuple[int, ...] | None = None  # None: the algorithm's default (40,40 for the gradient lens)
     activation: str = "relu"
     meta_batch: int = 25
@@ -64,7 +65,7 @@ class TrainConfig:
             raise ConfigError(f"dtype must be float32 or float64, got '{self.dtype}'", "use --dtype float64")
         for name in ("meta_batch", "iters", "checkpoint_every", "eval_every", "eval_tasks"):
             _require_int(name, getattr(self, name), minimum=1)
-        for name in ("shots", "queries"):
+        for name in ("shots", "queries", "train_tasks"):
             if getattr(self, name) is not None:
                 _require_int(name, getattr(self, name), minimum=1)
         if self.inner_steps is not None:
