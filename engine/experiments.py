@@ -30,11 +30,33 @@ from innerloop.engine.errors import ConfigError, unknown_name
 
 BASELINE_LR = 0.01
 
+# Settings that differ from an algorithm's defaults in the table, with the reason (README repeats them).
+TABLE_SETTINGS: dict[str, dict[str, Any]] = {
+    # the implicit gradient assumes a smooth inner problem; with ReLU the prox solve stalls
+    "imaml": {"activation": "tanh"},
+}
+
 
 def gradient_algorithms() -> list[str]:
     from innerloop.engine.algorithms import ALGORITHMS
 
     return sorted(name for name, cls in ALGORITHMS.items() if cls.lens == "gradient")
+
+
+class _guarded:
+    """Run ``fn`` and turn a user-facing innerloop error into a row with an ``error`` entry, so one
+    diverging run is reported in the table instead of aborting the experiment."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+
+    def __call__(self, args: tuple) -> dict[str, Any]:
+        from innerloop.engine.errors import InnerloopError
+
+        try:
+            return self.fn(args)
+        except InnerloopError as err:
+            return {"algo": args[0], "shots": args[1], "error": str(err).splitlines()[0]}
 
 
 def _table_run(args: tuple[str, int, int, int, int, str]) -> dict[str, Any]:
@@ -49,7 +71,8 @@ def _table_run(args: tuple[str, int, int, int, int, str]) -> dict[str, Any]:
     torch.set_num_threads(1)
     algo, shots, iters, tasks, seed, out = args
     config = TrainConfig(algo=algo, task="sinusoid", shots=shots, iters=iters, seed=seed,
-                         eval_every=max(1, iters // 10), checkpoint_every=iters, eval_tasks=100)
+                         eval_every=max(1, iters // 10), checkpoint_every=iters, eval_tasks=100,
+                         **TABLE_SETTINGS.get(algo, {}))
     run_dir = Path(out) / "runs" / f"{algo}-K{shots}"
     start = time.perf_counter()
     train(config, run_dir, progress=False)
@@ -59,6 +82,7 @@ def _table_run(args: tuple[str, int, int, int, int, str]) -> dict[str, Any]:
                           baseline_lr=BASELINE_LR)
     key = str(steps)
     row = {"algo": algo, "shots": shots, "inner_steps": steps, "inner_lr": result["inner_lr"],
+           "settings": TABLE_SETTINGS.get(algo, {}),
            "mse": result["steps"][key], "random_init": result["baselines"]["random_init"][key],
            "joint": result["baselines"]["joint"][key], "train_seconds": trained,
            "eval_seconds": time.perf_counter() - start - trained, "run_dir": str(run_dir)}
@@ -82,7 +106,11 @@ def algorithm_table(out: str | Path, iters: int = 2000, shots: tuple[int, ...] =
     work = [(algo, k, iters, tasks, seed, str(out)) for algo in algorithms for k in shots]
     rows = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for row in pool.map(_table_run, work):
+        for row in pool.map(_guarded(_table_run), work):
+            if "error" in row:
+                print(f"[algorithm-table] {row['algo']} K={row['shots']} FAILED: {row['error']}", flush=True)
+                rows.append(row)
+                continue
             print(f"[algorithm-table] {row['algo']:<11} K={row['shots']:<3} MSE {row['mse']['mean']:.3f} ± "
                   f"{row['mse']['ci95']:.3f}  (random {row['random_init']['mean']:.2f}, joint "
                   f"{row['joint']['mean']:.2f})  train {row['train_seconds']:.0f}s", flush=True)
@@ -99,18 +127,26 @@ def table_markdown(document: dict[str, Any]) -> str:
     """The table as Markdown: one line per algorithm, MSE ± CI per K, baselines, wall time."""
     shots = sorted({r["shots"] for r in document["rows"]})
     by = {(r["algo"], r["shots"]): r for r in document["rows"]}
+    ok = [r for r in document["rows"] if "error" not in r]
+    failed = [r for r in document["rows"] if "error" in r]
     head = "| algorithm | N steps | " + " | ".join(
         f"MSE K={k} | random K={k} | joint K={k} | train s K={k}" for k in shots) + " |"
     lines = [head, "|" + "---|" * (2 + 4 * len(shots))]
-    for algo in sorted({r["algo"] for r in document["rows"]}):
-        cells = [algo, str(by[(algo, shots[0])]["inner_steps"])]
+    by = {(r["algo"], r["shots"]): r for r in ok}
+    for algo in sorted({r["algo"] for r in ok}):
+        steps = next(by[(algo, k)]["inner_steps"] for k in shots if (algo, k) in by)
+        cells = [algo, str(steps)]
         for k in shots:
+            if (algo, k) not in by:
+                cells += ["failed", "", "", ""]
+                continue
             r = by[(algo, k)]
             mark = "**" if r["clearly_below_baselines"] else ""
             cells += [f"{mark}{r['mse']['mean']:.3f} ± {r['mse']['ci95']:.3f}{mark}",
                       f"{r['random_init']['mean']:.2f} ± {r['random_init']['ci95']:.2f}",
                       f"{r['joint']['mean']:.2f} ± {r['joint']['ci95']:.2f}", f"{r['train_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"\n{r['algo']} K={r['shots']} failed: {r['error']}" for r in failed]
     return "\n".join(lines)
 
 
@@ -121,7 +157,7 @@ def _table_plot(document: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    rows = document["rows"]
+    rows = [r for r in document["rows"] if "error" not in r]
     algos = sorted({r["algo"] for r in rows})
     shots = sorted({r["shots"] for r in rows})
     by = {(r["algo"], r["shots"]): r for r in rows}
@@ -131,8 +167,8 @@ def _table_plot(document: dict[str, Any], path: Path) -> None:
         for offset, (key, label, colour) in enumerate(
                 (("mse", "meta-learned", "tab:red"), ("random_init", "random init", "tab:gray"),
                  ("joint", "joint learning", "tab:blue"))):
-            means = [by[(a, k)][key]["mean"] for a in algos]
-            cis = [by[(a, k)][key]["ci95"] for a in algos]
+            means = [by[(a, k)][key]["mean"] if (a, k) in by else np.nan for a in algos]
+            cis = [by[(a, k)][key]["ci95"] if (a, k) in by else 0 for a in algos]
             ax.bar(x + (offset - 1) * 0.27, means, 0.27, yerr=cis, capsize=2, color=colour, label=label)
         ax.set_xticks(x, algos, rotation=45, ha="right", fontsize=8)
         ax.set_yscale("log")

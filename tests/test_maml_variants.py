@@ -62,12 +62,13 @@ def test_metasgd_meta_gradient_includes_step_sizes(setup, cpu64, first_order):
     model, batch = setup
     algo = MetaSGD(model, cpu64, inner_lr=0.05, inner_steps=2, first_order=first_order)
     params = algo.init_params(gen(0), dtype=torch.float64)
-    assert set(params) == set(model.shapes()) | {f"inner_lr.{k}" for k in model.shapes()}
-    params = {k: v + 0.01 * torch.rand(v.shape, generator=gen(5), dtype=torch.float64) if k.startswith("inner_lr")
+    assert set(params) == set(model.shapes()) | {f"log_inner_lr.{k}" for k in model.shapes()}
+    params = {k: v + 0.3 * torch.rand(v.shape, generator=gen(5), dtype=torch.float64) if k.startswith("log_inner")
               else v for k, v in params.items()}  # distinct step sizes per entry
     grad = algo.meta_gradient(params, batch)
-    weights = {k: v for k, v in params.items() if not k.startswith("inner_lr")}
-    rates = {k: params[f"inner_lr.{k}"] for k in weights}
+    weights = {k: v for k, v in params.items() if not k.startswith("log_inner")}
+    rates = {k: params[f"log_inner_lr.{k}"].exp() for k in weights}
+    assert all(torch.allclose(algo.step_sizes(params)[k], rates[k]) for k in weights)
     if first_order:
         # first order: Jacobians taken as I, so ∂L/∂θ = ∇L_Q(θ^(N)), ∂L/∂α = −Σ_n ∇L_S(θ^(n−1))⊙∇L_Q(θ^(N))
         b = batch.to(torch.float64, "cpu")
@@ -85,10 +86,11 @@ def test_metasgd_meta_gradient_includes_step_sizes(setup, cpu64, first_order):
             gq = mse_grad(q, b.query_x[i], b.query_y[i])
             for k in weights:
                 expected[k] += gq[k] / b.num_tasks
-                expected[f"inner_lr.{k}"] -= sum(s[k] for s in support_grads) * gq[k] / b.num_tasks
+                expected[f"log_inner_lr.{k}"] -= rates[k] * sum(s[k] for s in support_grads) * gq[k] / b.num_tasks
         assert rel_err(grad, expected) < 1e-12
         return
     reference = unrolled(model.apply, weights, batch, 2, rates, set(weights))
+    reference.update({f"log_inner_lr.{k}": rates[k] * reference.pop(f"inner_lr.{k}") for k in weights})  # ρ = log α
     assert rel_err(grad, reference) < 1e-10
     with pytest.raises(il.ShapeError, match="missing"):
         algo.meta_gradient(weights, batch)

@@ -41,7 +41,7 @@ class CAVIA(MAML):
     def _adapted_names(self, weights: Params) -> frozenset[str]:
         return frozenset({CONTEXT})
 
-    def _meta_gradient(self, grad: Params, lr_grad: Params | None) -> Params:
+    def _meta_gradient(self, grad: Params, lr_grad: Params | None, lr: float) -> Params:
         return {k: v for k, v in grad.items() if k != CONTEXT}
 
     def options(self) -> dict:

@@ -56,7 +56,7 @@ class MAML(MetaAlgorithm):
         if reverse:  # Hessians at θ^(N−1), …, θ^(0)
             g, lr_grad = sgd_reverse(backend, learner, trajectory.states[:-1], batch.support_x, batch.support_y, g,
                                      lr, adapt, trajectory.grads, hessian=not self.first_order)
-        return MetaGradient(self._meta_gradient(mean_over_tasks(g), lr_grad), query_loss)
+        return MetaGradient(self._meta_gradient(mean_over_tasks(g), lr_grad, lr), query_loss)
 
     def _adapt(self, learner: Learner, theta: Params, batch: TaskBatch, steps: int) -> Params:
         weights, lr = self._weights_and_steps(theta)
@@ -72,8 +72,9 @@ class MAML(MetaAlgorithm):
         """The parameters the inner loop updates (None: all of them)."""
         return None
 
-    def _meta_gradient(self, grad: Params, lr_grad: Params | None) -> Params:
-        """The meta-gradient over the meta-parameters from the model-parameter gradient."""
+    def _meta_gradient(self, grad: Params, lr_grad: Params | None, lr: StepSize) -> Params:
+        """The meta-gradient over the meta-parameters from the model-parameter gradient (and, for
+        per-parameter step sizes ``lr``, the per-task step-size gradient ``lr_grad``)."""
         return grad
 
     def capability_hint(self, backend: Backend) -> str:
