@@ -34,6 +34,9 @@ BASELINE_LR = 0.01
 TABLE_SETTINGS: dict[str, dict[str, Any]] = {
     # the implicit gradient assumes a smooth inner problem; with ReLU the prox solve stalls
     "imaml": {"activation": "tanh"},
+    # zeroth-order estimates degrade with the parameter count (1761 for 40,40): a 16,16 network
+    # (321 parameters), three ES steps of α = 0.05 and 64 antithetic directions
+    "es-maml": {"hidden": (16, 16), "inner_lr": 0.05, "inner_steps": 3, "algo_options": {"directions": 64}},
 }
 
 
