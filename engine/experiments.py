@@ -280,6 +280,8 @@ def _figure_plot(document, methods, data, task_counts, path: Path) -> None:
     axes[0].set(xlabel="data per task N", ylabel="best held-out MSE", title=f"(b) K = {document['fixed_tasks']} tasks")
     axes[1].set(xlabel="meta-training tasks K", title=f"(c) N = {document['fixed_data']} data per task")
     axes[1].set_xscale("log")
+    axes[1].set_xticks(task_counts, [str(k) for k in task_counts])
+    axes[1].minorticks_off()
     for ax in axes:
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
