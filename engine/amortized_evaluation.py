@@ -66,8 +66,9 @@ def evaluate_metric(run: RunDirectory, header: dict[str, Any], family: TaskFamil
     bar = Progress((tasks + CHUNK - 1) // CHUNK, "held-out episodes", enabled=progress)
     for start in range(0, tasks, CHUNK):
         batch = stream.next(min(CHUNK, tasks - start))
-        scores["accuracy"].append(algorithm.accuracy(params, batch).cpu())
-        scores["loss"].append(algorithm.evaluate(params, batch).cpu())
+        loss, accuracy = algorithm.loss_and_accuracy(params, batch)
+        scores["accuracy"].append(accuracy.cpu())
+        scores["loss"].append(loss.cpu())
         scores["nearest_neighbour"].append(_accuracy(nearest_neighbour_predictions(
             batch.support_x, batch.support_y, batch.query_x), batch))
         scores["raw_prototypes"].append(_accuracy(_raw_prototype_predictions(batch), batch))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from innerloop.engine.errors import ConfigError, ShapeError
-from innerloop.engine.params import Params, check_shapes
+from innerloop.engine.params import Params, check_shapes, count
 
 EPS = 1e-5
 
@@ -49,16 +49,16 @@ class Conv4:
         return shapes
 
     def num_params(self) -> int:
-        return sum(math.prod(s) for s in self.shapes().values())
+        return count(self.shapes())
 
     def init(self, generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
              device: torch.device | str = "cpu") -> Params:
         """Conv weights and biases U(±1/√fan_in) (torch.nn.Conv2d's); norm scale 1, shift 0."""
         dtype = dtype or torch.get_default_dtype()
-        params = {}
-        for name, shape in self.shapes().items():
+        params, shapes = {}, self.shapes()
+        for name, shape in shapes.items():
             if ".conv." in name:
-                bound = 1 / math.sqrt(self.shapes()[name.replace("bias", "weight")][1] * 9)
+                bound = 1 / math.sqrt(shapes[name.replace("bias", "weight")][1] * 9)
                 u = torch.rand(shape, generator=generator, dtype=torch.float64)
                 params[name] = ((2 * u - 1) * bound).to(dtype=dtype, device=device)
             else:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from innerloop.engine.errors import ConfigError, unknown_name
-from innerloop.engine.params import Params, check_shapes
+from innerloop.engine.params import Params, check_shapes, count
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -64,7 +64,7 @@ class MLP:
         return shapes
 
     def num_params(self) -> int:
-        return sum(math.prod(s) for s in self.shapes().values())
+        return count(self.shapes())
 
     def init(
         self,

@@ -11,14 +11,13 @@ optimizers and the trainer treat them exactly like an :class:`~innerloop.engine.
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from innerloop.engine.errors import ShapeError
-from innerloop.engine.params import Params, check_shapes
+from innerloop.engine.params import Params, check_shapes, count
 
 
 class ModuleModel:
@@ -37,7 +36,7 @@ class ModuleModel:
         return {name: tuple(p.shape) for name, p in self.module.named_parameters()}
 
     def num_params(self) -> int:
-        return sum(math.prod(s) for s in self.shapes().values())
+        return count(self.shapes())
 
     def init(
         self,

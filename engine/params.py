@@ -7,6 +7,8 @@ conventions explicit.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from innerloop.engine.errors import ShapeError
@@ -67,6 +69,11 @@ def cast(params: Params, dtype: torch.dtype, device: torch.device | str) -> Para
 def clone(params: Params) -> Params:
     """Independent copy of every tensor."""
     return {k: v.clone() for k, v in params.items()}
+
+
+def count(shapes: dict[str, tuple[int, ...]]) -> int:
+    """Total number of entries of parameters with the given shapes."""
+    return sum(math.prod(s) for s in shapes.values())
 
 
 def check_shapes(expected: dict[str, tuple[int, ...]], params: Params, owner: str, task_axis: bool = False) -> None:

@@ -115,9 +115,15 @@ class MetricAlgorithm(AmortizedAlgorithm):
 
     def evaluate(self, params: Params, batch: TaskBatch) -> torch.Tensor:
         """Per-task query cross-entropy [B] (eq. 5.4, averaged over query points)."""
+        return self.loss_and_accuracy(params, batch)[0]
+
+    def loss_and_accuracy(self, params: Params, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-task query cross-entropy and accuracy [B], from one embedding pass."""
         theta, batch = self._prepare(params, batch)
         with torch.no_grad():
-            return self._objective(theta, batch)[0]
+            log_p = self.class_log_probs(theta, batch)
+        nll = -torch.gather(log_p, 2, batch.query_y[..., None]).squeeze(-1).mean(dim=1)
+        return nll, (log_p.argmax(dim=-1) == batch.query_y).double().mean(dim=1)
 
     def predict(self, params: Params, batch: TaskBatch) -> torch.Tensor:
         """Predicted query labels [B, M]."""
