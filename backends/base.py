@@ -12,6 +12,8 @@ primitive                 returns                                               
 ``hvp``                   ∇²L_b(θ_b)·v_b (Pearlmutter, seed 000 eq. 2.7)        MAML (eq. 2.5), iMAML (3.9)
 ``autograd``              runs any torch network with reverse-mode autograd     amortized methods (NPs,
                           on the backend's dtype/device                         ProtoNet, MatchingNet)
+``meta_gradient``         a whole MAML meta-gradient in one fused call, for     MAML/FOMAML when the
+                          the learners ``fuses(learner)`` accepts               backend fuses the learner
 ========================  ====================================================  =========================
 
 ``autograd`` is not a batched primitive but a property of the substrate: the amortized
@@ -105,6 +107,19 @@ class Backend:
     ) -> Params:
         """Per-task Hessian-vector product ∇²L_b(θ_b)·v_b (seed 000 eq. 2.7)."""
         raise CapabilityError(f"backend '{self.name}' does not implement 'hvp'")
+
+    def fuses(self, learner: LearnerLike) -> bool:
+        """True when :meth:`meta_gradient` (and any fused primitive) can realize ``learner``."""
+        return False
+
+    def meta_gradient(
+        self, learner: LearnerLike, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
+        query_x: torch.Tensor, query_y: torch.Tensor, inner_lr: float, inner_steps: int, first_order: bool = False,
+    ) -> tuple[torch.Tensor, Params]:
+        """Per-task query losses L_Q(θ_N) [B] and the MAML meta-gradient averaged over tasks at the
+        shared ``params`` (no task axis): N SGD steps of size α on the support set, then the reverse
+        pass of seed 000 eq. 2.5 (skipped when ``first_order``, eq. 3.1)."""
+        raise CapabilityError(f"backend '{self.name}' does not implement 'meta_gradient'")
 
     @classmethod
     def unavailable_reason(cls, **options: Any) -> str | None:

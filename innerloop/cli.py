@@ -1,4 +1,4 @@
-"""The ``innerloop`` command: train, eval, experiment, list.
+"""The ``innerloop`` command: train, eval, bench, experiment, list.
 
 Every user error (unknown names, bad values, shape or capability mismatches, corrupted
 checkpoints, non-finite losses) is printed as one message with a hint and a non-zero exit
@@ -20,7 +20,8 @@ TRAIN_FLAGS = {  # flag → (TrainConfig field, type, help)
     "--algo": ("algo", str, "algorithm: maml, fomaml, reptile, imaml, cnp, latent-np, attentive-np, protonet, "
              "matchingnet (see `innerloop list`)"),
     "--task": ("task", str, "task family: sinusoid, gp, clusters, linear, digits, omniglot, mini-imagenet"),
-    "--backend": ("backend", str, "backend: cpu (reference), torch (any torch device)"),
+    "--backend": ("backend", str, "backend: cpu (fused MLP passes; --backend-option fused=false: torch.func), "
+                "torch (any torch device)"),
     "--dtype": ("dtype", str, "float32 (default) or float64"),
     "--shots": ("shots", int, "support points per task (per class for classification)"),
     "--queries": ("queries", int, "query points per task (per class for classification)"),
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="innerloop", description="Meta-learning on pluggable backends.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,experiment,list}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,bench,experiment,list}")
 
     train = sub.add_parser("train", help="meta-train into a run directory",
                            description="Meta-train an algorithm on a task family with a backend.")
@@ -108,6 +109,16 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     ex.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (default 1)")
     ex.set_defaults(handler=_experiment)
+
+    bench = sub.add_parser("bench", help="time primitives against baselines; JSON + PNG in bench/results",
+                           description="Kernel benchmarking harness: each case (primitive, learner, B, K, N, dtype) "
+                           "runs every implementation in this process — the torch.func idiom, a per-task loop and the "
+                           "backends — with warm-up, median/IQR over repeats, peak memory, tasks/s and speed-ups.")
+    for flag, (default, text) in BENCH_FLAGS.items():
+        bench.add_argument(flag, default=None, help=f"{text} (default {default})")
+    bench.add_argument("--first-order", action="store_true", help="first-order meta-gradients (FOMAML)")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(handler=_bench)
 
     ls = sub.add_parser("list", help="algorithms, tasks, backends and capabilities")
     ls.set_defaults(handler=_list)
@@ -200,6 +211,63 @@ def _integers(flag: str, text: str | None) -> list[int] | None:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"{flag} takes comma-separated integers, got '{text}'", f"e.g. {flag} 0,1,5,10") from None
+
+
+# -- bench ------------------------------------------------------------------------------------
+BENCH_FLAGS = {  # flag → (default shown in --help, help); values are parsed against BenchConfig's types
+    "--primitives": ("grad,hvp,meta_gradient", "primitives to time, comma separated"),
+    "--widths": ("1,40,40,1", "MLP widths in,hidden...,out"),
+    "--activation": ("relu", "relu, tanh, gelu or silu"),
+    "--loss": ("mse", "mse or cross_entropy"),
+    "--batches": ("1,8,32,128,256", "task batch sizes B, comma separated"),
+    "--shots": ("10", "support (and query) points per task K"),
+    "--steps": ("5", "inner steps N of the meta-gradient"),
+    "--inner-lr": ("0.01", "inner step size α"),
+    "--dtype": ("float32", "float32 or float64"),
+    "--device": ("cpu", "cpu or cuda"),
+    "--implementations": ("torch.func,loop,cpu,torch", "what to time: torch.func, loop, cpu, torch, torch-fused"),
+    "--loop-max-batch": ("32", "the per-task loop runs only up to this B (it is ~100x slower)"),
+    "--warmup": ("3", "untimed calls first"),
+    "--repeats": ("15", "timed calls (median and quartiles)"),
+    "--threads": ("1", "torch CPU threads"),
+    "--memory-steps": ("1,2,4,8,16", "N values of the peak-memory sweep ('' to skip)"),
+    "--memory-batch": ("256", "B of the peak-memory sweep"),
+    "--seed": ("0", "seed of the inputs"),
+    "--name": ("DEVICE-TIMESTAMP", "file name of the results (NAME.json, NAME.png)"),
+    "--out": ("bench/results", "output directory"),
+}
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from innerloop.bench.harness import BenchConfig, run_bench, summary_table
+
+    settings: dict[str, Any] = {"first_order": args.first_order}
+    fields = {f.name: f for f in dataclasses.fields(BenchConfig)}
+    for flag in BENCH_FLAGS:
+        key = flag[2:].replace("-", "_")
+        raw = getattr(args, key)
+        if raw is None:
+            continue
+        default = getattr(BenchConfig(), key)
+        try:
+            if isinstance(default, tuple):
+                parts = [p.strip() for p in raw.split(",") if p.strip()]
+                integers = fields[key].type.startswith("tuple[int")
+                settings[key] = tuple(int(p) for p in parts) if integers else tuple(parts)
+            elif isinstance(default, bool) or default is None or isinstance(default, str):
+                settings[key] = raw
+            else:
+                settings[key] = type(default)(raw)
+        except ValueError:
+            example = f"e.g. {flag} {BENCH_FLAGS[flag][0]}"
+            raise ConfigError(f"{flag} got '{raw}', which is not a valid value", example) from None
+    results, path = run_bench(BenchConfig(**settings), progress=not args.quiet)
+    print(summary_table(results))
+    print(f"device: {results['machine']['device_name']}, {results['machine']['threads']} thread(s)")
+    print(f"wrote {path} and {path.with_suffix('.png')}")
+    return 0
 
 
 # -- experiment -------------------------------------------------------------------------------

@@ -5,7 +5,10 @@ Second-order meta-gradient by the explicit reverse pass over the stored iterates
 
     g ← ∇L_Q(θ^(N));   for n = N, …, 1:  g ← g − α·∇²L_S(θ^(n−1))·g
 
-using only the backend's ``hvp`` — the full Hessian is never formed. FOMAML drops the
+using only the backend's ``hvp`` — the full Hessian is never formed. A backend that fuses the
+learner (``meta_gradient`` capability, e.g. ``cpu`` on MLPs) computes the same quantity in one
+call; the variants with per-parameter step sizes or partial adaptation compose primitives.
+FOMAML drops the
 Hessian terms (eq. 3.1): the meta-gradient is ∇L_Q(θ^(N)), biased by −α∇²L_S·∇L_Q at N = 1
 (eq. 3.2).
 """
@@ -46,6 +49,12 @@ class MAML(MetaAlgorithm):
         backend = self.backend
         weights, lr = self._weights_and_steps(theta)
         adapt = self._adapted_names(weights)
+        if self._fusable(learner, lr, adapt):
+            query_loss, grad = backend.meta_gradient(
+                learner, weights, batch.support_x, batch.support_y, batch.query_x, batch.query_y,
+                lr, self.inner_steps, first_order=self.first_order,
+            )
+            return MetaGradient(self._meta_gradient(grad, None, lr), query_loss)
         reverse = not self.first_order or isinstance(lr, dict)
         trajectory = sgd_trajectory(
             backend, learner, self._expand(weights, batch), batch.support_x, batch.support_y,
@@ -62,6 +71,15 @@ class MAML(MetaAlgorithm):
         weights, lr = self._weights_and_steps(theta)
         return sgd_trajectory(self.backend, learner, self._expand(weights, batch), batch.support_x, batch.support_y,
                               lr, steps, adapt=self._adapted_names(weights)).final
+
+    def _fusable(self, learner: Learner, lr: StepSize, adapt: frozenset[str] | None) -> bool:
+        """Plain MAML/FOMAML (one step size, every parameter adapted, no task-specific
+        expansion) on a backend that fuses the learner."""
+        backend = self.backend
+        return (
+            backend.supports("meta_gradient") and not isinstance(lr, dict) and adapt is None
+            and type(self)._expand is MAML._expand and backend.fuses(learner)
+        )
 
     # -- hooks for the variants (ANIL, Meta-SGD, CAVIA) --------------------------------------
     def _weights_and_steps(self, theta: Params) -> tuple[Params, StepSize]:

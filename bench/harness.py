@@ -1,0 +1,267 @@
+"""Run benchmark cases against named baselines in one process and write JSON + PNG (issue 5).
+
+A case is (primitive, learner widths, activation, B, K, N, dtype). Implementations:
+
+* ``torch.func`` and ``loop`` — the baselines of :mod:`.baselines`;
+* every backend asked for (``cpu``: fused MLP passes; ``torch``: torch.func compositions on
+  the device; ``torch-fused``: the torch backend with ``fused=True``), through the same
+  primitives the algorithms call (``loss_and_grad``, ``hvp``, and MAML's ``compute``).
+
+Each implementation of a case gets the same inputs; the harness warms each up, times
+``repeats`` rounds of one call per implementation (interleaved, so machine drift hits all
+alike; median and quartiles), measures peak memory in a separate call with cold caches, and
+reports tasks/s and the speed-up over every baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import innerloop
+from innerloop import backends
+from innerloop.bench.baselines import TorchMLP, per_task_loop, torch_func_idiom
+from innerloop.bench.measure import peak_memory, time_calls
+from innerloop.engine.algorithms import MAML
+from innerloop.engine.errors import ConfigError
+from innerloop.engine.learner import Learner
+from innerloop.engine.models import MLP
+from innerloop.engine.tasks import TaskBatch
+from innerloop.kernels import clear_caches
+
+PRIMITIVES = ("grad", "hvp", "meta_gradient")
+BASELINES = ("torch.func", "loop")
+BACKEND_IMPLEMENTATIONS = {"cpu": ("cpu", {}), "torch": ("torch", {"fused": False}),
+                           "torch-fused": ("torch", {"fused": True})}
+
+
+@dataclass
+class BenchConfig:
+    """What ``innerloop bench`` runs; every field is a CLI flag of the same name."""
+
+    primitives: tuple[str, ...] = PRIMITIVES
+    widths: tuple[int, ...] = (1, 40, 40, 1)
+    activation: str = "relu"
+    loss: str = "mse"
+    batches: tuple[int, ...] = (1, 8, 32, 128, 256)
+    shots: int = 10
+    steps: int = 5
+    inner_lr: float = 0.01
+    first_order: bool = False
+    dtype: str = "float32"
+    device: str = "cpu"
+    implementations: tuple[str, ...] = ("torch.func", "loop", "cpu", "torch")
+    loop_max_batch: int = 32
+    warmup: int = 3
+    repeats: int = 15
+    threads: int = 1
+    memory_steps: tuple[int, ...] = (1, 2, 4, 8, 16)
+    memory_batch: int = 256
+    seed: int = 0
+    name: str | None = None
+    out: str = "bench/results"
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        unknown = set(self.primitives) - set(PRIMITIVES)
+        if unknown:
+            raise ConfigError(f"unknown primitives {sorted(unknown)}", f"choose from: {', '.join(PRIMITIVES)}")
+        known = set(BASELINES) | set(BACKEND_IMPLEMENTATIONS)
+        bad = set(self.implementations) - known
+        if bad:
+            raise ConfigError(f"unknown implementations {sorted(bad)}", f"choose from: {', '.join(sorted(known))}")
+        if any(b < 1 for b in self.batches) or self.shots < 1 or self.steps < 0 or self.repeats < 1:
+            raise ConfigError("batches, shots and repeats must be >= 1 and steps >= 0",
+                              "e.g. --batches 1,32,256 --shots 10 --steps 5")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU", "run with --device cpu")
+        if "cpu" in self.implementations and not self.device.startswith("cpu"):
+            raise ConfigError("the 'cpu' backend runs on the CPU only",
+                              "use 'torch-fused' for the fused passes on a GPU")
+
+
+@dataclass
+class Inputs:
+    """One case's data: shared θ, per-task params (θ perturbed), a direction, a task batch."""
+
+    theta: dict
+    params: dict
+    vector: dict
+    batch: TaskBatch
+
+
+def _inputs(model: MLP, config: BenchConfig, tasks: int, dtype: torch.dtype, device: torch.device) -> Inputs:
+    g = torch.Generator().manual_seed(config.seed)
+    theta = {k: v.to(device) for k, v in model.init(g, dtype=dtype).items()}
+
+    def noise(shape):
+        return (0.1 * torch.randn(shape, generator=g, dtype=torch.float64)).to(device=device, dtype=dtype)
+
+    params = {k: v + noise((tasks, *v.shape)) for k, v in theta.items()}
+    vector = {k: noise(v.shape) for k, v in params.items()}
+    k, d_in, d_out = config.shots, model.in_dim, model.out_dim
+
+    def points():
+        x = torch.randn(tasks, k, d_in, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+        if config.loss == "mse":
+            return x, torch.randn(tasks, k, d_out, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+        return x, torch.randint(0, d_out, (tasks, k), generator=g).to(device)
+
+    return Inputs(theta, params, vector, TaskBatch(*points(), *points()))
+
+
+def _callables(name: str, primitive: str, model: MLP, config: BenchConfig, inputs: Inputs,
+               dtype: torch.dtype, device: torch.device) -> Callable[[], object]:
+    b, lr, n = inputs.batch, config.inner_lr, config.steps
+    if name in BASELINES:
+        module = TorchMLP(model).to(device=device, dtype=dtype)
+        fns = (torch_func_idiom if name == "torch.func" else per_task_loop)(module, config.loss)
+        if primitive == "grad":
+            return lambda: fns["grad"](inputs.params, b.support_x, b.support_y)
+        if primitive == "hvp":
+            return lambda: fns["hvp"](inputs.params, b.support_x, b.support_y, inputs.vector)
+        return lambda: fns["meta_gradient"](inputs.theta, b.support_x, b.support_y, b.query_x, b.query_y,
+                                            lr, n, config.first_order)
+    backend_name, options = BACKEND_IMPLEMENTATIONS[name]
+    device_option = {} if backend_name == "cpu" else {"device": device}
+    backend = backends.get(backend_name, dtype=dtype, **device_option, **options)
+    learner = Learner(model, config.loss)
+    if primitive == "grad":
+        return lambda: backend.loss_and_grad(learner, inputs.params, b.support_x, b.support_y)
+    if primitive == "hvp":
+        return lambda: backend.hvp(learner, inputs.params, b.support_x, b.support_y, inputs.vector)
+    algorithm = MAML(model, backend, inner_lr=lr, inner_steps=n, first_order=config.first_order, loss=config.loss)
+    return lambda: algorithm.compute(inputs.theta, b)
+
+
+def machine_info(device: torch.device) -> dict:
+    """The machine, device and library versions a result was measured with."""
+    info = {
+        "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": np.__version__, "innerloop": innerloop.__version__, "threads": torch.get_num_threads(),
+        "cpu": _cpu_model(), "device": device.type,
+    }
+    try:
+        import triton
+        info["triton"] = triton.__version__
+    except ImportError:
+        info["triton"] = None
+    info["device_name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else info["cpu"]
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _memory_sweep(model: MLP, config: BenchConfig, dtype: torch.dtype, device: torch.device) -> dict:
+    """Peak memory of the second-order meta-gradient vs N, per implementation, with the fitted
+    slope per inner step against one parameter snapshot of every task (B·P numbers)."""
+    tasks = config.memory_batch
+    inputs = _inputs(model, config, tasks, dtype, device)
+    snapshot = tasks * model.num_params() * inputs.batch.support_x.element_size()
+    sweep = {"batch": tasks, "steps": list(config.memory_steps), "snapshot_bytes": snapshot, "peak_bytes": {},
+             "slope_bytes_per_step": {}, "slope_in_snapshots": {}}
+    names = [n for n in config.implementations if n != "loop"]
+    for name in names:
+        peaks = []
+        for steps in config.memory_steps:
+            step_config = BenchConfig(**{**asdict(config), "steps": steps, "first_order": False})
+            fn = _callables(name, "meta_gradient", model, step_config, inputs, dtype, device)
+            clear_caches()
+            peaks.append(peak_memory(fn, device))
+        slope = float(np.polyfit(config.memory_steps, peaks, 1)[0]) if len(peaks) > 1 else float("nan")
+        sweep["peak_bytes"][name] = peaks
+        sweep["slope_bytes_per_step"][name] = slope
+        sweep["slope_in_snapshots"][name] = slope / snapshot
+    return sweep
+
+
+def run_bench(config: BenchConfig, progress: bool = True) -> tuple[dict, Path]:
+    """Run every case, write ``<out>/<name>.json`` and ``.png``; returns (results, json path)."""
+    from innerloop.backends.torch_func import parse_dtype
+    from innerloop.bench.plot import plot_results
+
+    config.validate()
+    torch.set_num_threads(config.threads)
+    dtype, device = parse_dtype(config.dtype), torch.device(config.device)
+    model = MLP(config.widths[0], config.widths[1:-1], config.widths[-1], activation=config.activation)
+    cases = [(p, b) for p in config.primitives for b in config.batches]
+    rows = []
+    bar = tqdm(total=len(cases), disable=not progress, desc="bench", unit="case")
+    for primitive, tasks in cases:
+        inputs = _inputs(model, config, tasks, dtype, device)
+        row = {"primitive": primitive, "batch": tasks, "results": {}, "skipped": {}}
+        fns = {}
+        for name in config.implementations:
+            if name == "loop" and tasks > config.loop_max_batch:
+                row["skipped"][name] = f"B > loop_max_batch={config.loop_max_batch}"
+            else:
+                fns[name] = _callables(name, primitive, model, config, inputs, dtype, device)
+        bar.set_postfix_str(f"{primitive} B={tasks}")
+        timings = time_calls(fns, device, config.warmup, config.repeats)
+        for name, fn in fns.items():
+            clear_caches()
+            row["results"][name] = {**timings[name].as_dict(), "tasks_per_s": tasks / timings[name].median,
+                                    "peak_memory_bytes": peak_memory(fn, device)}
+        for result in row["results"].values():
+            result["speedup"] = {base: row["results"][base]["median_s"] / result["median_s"]
+                                 for base in BASELINES if base in row["results"]}
+        rows.append(row)
+        bar.update()
+    bar.close()
+    results = {
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+        "machine": machine_info(device),
+        "learner_params": model.num_params(),
+        "cases": rows,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    if "meta_gradient" in config.primitives and config.memory_steps:
+        results["memory"] = _memory_sweep(model, config, dtype, device)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = config.name or f"{device.type}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path = out / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(path)
+    plot_results(results, out / f"{name}.png")
+    return results, path
+
+
+def summary_table(results: dict) -> str:
+    """A plain-text table: median time, tasks/s, peak memory and speed-ups per case."""
+    lines = [f"{'primitive':<14}{'B':>5}  {'implementation':<13}{'median ms':>11}{'tasks/s':>10}"
+             f"{'peak MiB':>10}{'vs torch.func':>15}{'vs loop':>9}"]
+    for row in results["cases"]:
+        for name, r in row["results"].items():
+            s = r["speedup"]
+            lines.append(
+                f"{row['primitive']:<14}{row['batch']:>5}  {name:<13}{r['median_s'] * 1e3:>11.3f}"
+                f"{r['tasks_per_s']:>10.0f}"
+                f"{r['peak_memory_bytes'] / 2**20:>10.2f}{s.get('torch.func', float('nan')):>14.2f}x"
+                f"{s.get('loop', float('nan')):>8.1f}x"
+            )
+    memory = results.get("memory")
+    if memory:
+        lines.append(f"peak memory of the second-order meta-gradient vs N (B={memory['batch']}, one snapshot = "
+                     f"{memory['snapshot_bytes'] / 2**20:.3f} MiB):")
+        for name, peaks in memory["peak_bytes"].items():
+            mib = ", ".join(f"N={n}: {p / 2**20:.2f}" for n, p in zip(memory["steps"], peaks))
+            lines.append(f"  {name:<13} {mib} MiB; slope {memory['slope_in_snapshots'][name]:.2f} snapshots/step")
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""Batched matrix products [B, m, k] × [B, k, n] that stay fast for the thin shapes of small MLPs.
+
+torch.bmm on the CPU loops over the batch (one small GEMM or a select-heavy naive kernel per
+task) when a dimension is 1 — a 1-input or 1-output layer, e.g. the sinusoid learner
+1→40→40→1 — or when its output is not contiguous, which costs ~10–100× the arithmetic. Thin
+products run here as broadcast multiply-and-reduce over the operand's contiguous axis, and
+GEMMs always write a contiguous result (``scratch`` when ``out`` is a strided view).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _vector_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+    """out = a @ b when n == 1 or m == 1, reducing over the big operand's contiguous layout."""
+    if b.shape[2] == 1:  # [B, m, k] · [B, k, 1]
+        target = out.squeeze(2)
+        if a.stride(2) == 1:
+            torch.sum(a * b.transpose(1, 2), dim=2, out=target)
+        else:
+            torch.sum(a.transpose(1, 2) * b, dim=1, out=target)
+        return
+    target = out.squeeze(1)  # [B, 1, k] · [B, k, n]
+    if b.stride(2) == 1:
+        torch.sum(a.transpose(1, 2) * b, dim=1, out=target)
+    else:
+        torch.sum(a * b.transpose(1, 2), dim=2, out=target)
+
+
+_DIRECT = {  # (accumulate in place, bias + product, product) for outer products and GEMMs
+    "outer": (torch.Tensor.addcmul_, torch.addcmul, torch.mul),
+    "gemm": (torch.Tensor.baddbmm_, torch.baddbmm, torch.bmm),
+}
+
+
+def _direct(kind: str, out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, accumulate: bool,
+            bias: torch.Tensor | None) -> None:
+    """One torch op writing straight into ``out``."""
+    in_place, with_bias, plain = _DIRECT[kind]
+    if accumulate:
+        in_place(out, a, b)
+    elif bias is not None:
+        with_bias(bias.unsqueeze(1), a, b, out=out)
+    else:
+        plain(a, b, out=out)
+
+
+def matmul_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, accumulate: bool = False,
+                scratch: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> None:
+    """out = a @ b, out += a @ b (``accumulate``) or out = bias + a @ b (``bias`` [B, n]),
+    batched over the leading axis.
+
+    ``scratch`` (contiguous, shaped like ``out``) is needed when ``out`` is not contiguous and
+    the product is a GEMM."""
+    m, k, n = a.shape[1], a.shape[2], b.shape[2]
+    if k == 1:
+        _direct("outer", out, a, b, accumulate, bias)
+        return
+    if not (n == 1 or m == 1) and out.is_contiguous():
+        _direct("gemm", out, a, b, accumulate, bias)
+        return
+    if not (accumulate or bias is not None):
+        if n == 1 or m == 1:
+            _vector_product(a, b, out)
+        else:
+            torch.bmm(a, b, out=scratch)
+            out.copy_(scratch)
+        return
+    if n == 1 or m == 1:
+        product = torch.empty_like(out) if scratch is None else scratch
+        _vector_product(a, b, product)
+    else:
+        product = torch.bmm(a, b, out=scratch)
+    if accumulate:
+        out.add_(product)
+    else:
+        torch.add(product, bias.unsqueeze(1), out=out)

@@ -1,0 +1,106 @@
+"""The fused MAML meta-gradient of an MLP learner, on the closed-form passes (issue 5).
+
+Per task b (seed 000 eqs. 2.1 and 2.5): N inner steps θ_n = θ_{n−1} − α∇L_S(θ_{n−1}) keeping
+the parameter snapshots θ_0..θ_{N−1}, then g = ∇L_Q(θ_N) and the reverse pass
+
+    g ← g − α·∇²L_S(θ_{n−1})·g,   n = N, …, 1,
+
+where each Hessian-vector product recomputes the forward/backward pass at θ_{n−1} instead of
+storing activations: memory grows by one parameter snapshot per task per inner step (B·P
+numbers), and by nothing else. The meta-gradient is the mean of g over tasks; first order
+(FOMAML, eq. 3.1) skips the reverse pass and keeps no snapshots.
+
+All parameters of the batch sit in one flat buffer of B·P numbers (parameter-major, see
+:mod:`.mlp_layout`) so the SGD step and the reverse update are one op each; buffers and their
+per-layer views are made once per (spec, B, K, N) and reused (seed 000 §10.3).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+from innerloop.kernels import mlp_passes as passes
+from innerloop.kernels.mlp_layout import LayerViews, MLPSpec, Params
+from innerloop.kernels.mlp_losses import output_loss
+from innerloop.kernels.mlp_primitives import workspace
+
+
+class TrajectoryBuffers:
+    """Flat buffers of B·P numbers: ``states`` θ_0..θ_N (two, reused alternately, when first
+    order), the step gradient, the reverse-pass vector g and the HVP output, with layer views."""
+
+    def __init__(self, spec: MLPSpec, tasks: int, snapshots: int, dtype: torch.dtype, device: torch.device) -> None:
+        size = tasks * spec.num_params
+        self.states = torch.empty(snapshots, size, dtype=dtype, device=device)
+        self.step_grad, self.g, self.hv = (torch.empty(size, dtype=dtype, device=device) for _ in range(3))
+        self.state_views = [spec.views(s, tasks) for s in self.states]
+        self.state_layers: list[LayerViews] = [spec.split(v) for v in self.state_views]
+        self.g_views = spec.views(self.g, tasks)
+        self.step_grad_layers, self.g_layers, self.hv_layers = (
+            spec.split(spec.views(t, tasks)) for t in (self.step_grad, self.g, self.hv)
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.states, self.step_grad, self.g, self.hv))
+
+
+@lru_cache(maxsize=8)
+def trajectory_buffers(spec: MLPSpec, tasks: int, snapshots: int, dtype: torch.dtype,
+                       device: torch.device) -> TrajectoryBuffers:
+    return TrajectoryBuffers(spec, tasks, snapshots, dtype, device)
+
+
+def maml_meta_gradient(
+    spec: MLPSpec,
+    theta: Params,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    query_x: torch.Tensor,
+    query_y: torch.Tensor,
+    inner_lr: float,
+    inner_steps: int,
+    first_order: bool = False,
+    support_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, Params]:
+    """Per-task query losses L_Q(θ_N) [B] and the batch meta-gradient (mean over tasks) at the
+    shared parameters ``theta`` (no task axis)."""
+    first = theta[spec.names()[0]]
+    dtype, device = first.dtype, first.device
+    tasks = support_x.shape[0]
+    second_order = not first_order and inner_steps > 0
+    buffers = trajectory_buffers(spec, tasks, inner_steps + 1 if second_order else 2, dtype, device)
+    support = workspace(spec, tasks, support_x.shape[1], dtype, device)
+    query = workspace(spec, tasks, query_x.shape[1], dtype, device)
+    support_loss = output_loss(spec.loss, support_y, support_mask, spec.widths[-1], dtype)
+    query_loss = output_loss(spec.loss, query_y, query_mask, spec.widths[-1], dtype)
+
+    slot = (lambda n: n) if second_order else (lambda n: n % 2)
+    for name, view in zip(spec.names(), buffers.state_views[0]):
+        view.copy_(theta[name].expand_as(view))
+    for n in range(inner_steps):  # θ_{n+1} = θ_n − α∇L_S(θ_n)
+        weights, biases = buffers.state_layers[slot(n)]
+        passes.forward(support, weights, biases, support_x)
+        passes.loss_delta(support, support_loss)
+        passes.backward(support, weights, support_x, *buffers.step_grad_layers)
+        torch.add(buffers.states[slot(n)], buffers.step_grad, alpha=-inner_lr, out=buffers.states[slot(n + 1)])
+
+    weights, biases = buffers.state_layers[slot(inner_steps)]
+    passes.forward(query, weights, biases, query_x)
+    passes.loss_delta(query, query_loss)
+    losses = passes.loss_value(query, query_loss)
+    passes.backward(query, weights, query_x, *buffers.g_layers)
+
+    if second_order:
+        v_w, v_b = buffers.g_layers
+        for n in reversed(range(inner_steps)):  # g ← g − α∇²L_S(θ_n)g
+            weights, biases = buffers.state_layers[n]
+            passes.forward_with_r(support, weights, biases, v_w, v_b, support_x)
+            passes.loss_deltas_with_r(support, support_loss)
+            passes.backward_with_r(support, weights, v_w, support_x, *buffers.hv_layers)
+            buffers.g.add_(buffers.hv, alpha=-inner_lr)
+
+    return losses, spec.as_dict([view.mean(dim=0) for view in buffers.g_views])

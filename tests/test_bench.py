@@ -1,0 +1,90 @@
+"""The benchmarking harness: its baselines compute the same numbers as the engine, and
+``innerloop bench`` writes the JSON and PNG it promises."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import innerloop as il
+from conftest import gen, rel_err
+from innerloop.bench.baselines import TorchMLP, per_task_loop, torch_func_idiom
+from innerloop.bench.measure import peak_memory
+from innerloop.cli import main
+from innerloop.engine.learner import Learner
+from innerloop.engine.models import MLP
+from innerloop.engine.tasks import TaskBatch
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("make", [torch_func_idiom, per_task_loop], ids=["torch.func", "loop"])
+def test_baselines_compute_what_the_oracle_computes(make, loss):
+    out = 1 if loss == "mse" else 3
+    model = MLP(2, (6, 5), out, activation="tanh")
+    g = gen(4)
+    theta = model.init(g, dtype=torch.float64)
+    params = {k: v + 0.1 * torch.randn(3, *v.shape, generator=g, dtype=torch.float64) for k, v in theta.items()}
+    vector = {k: torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in params.items()}
+
+    def points():
+        x = torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
+        if loss == "mse":
+            return x, torch.randn(3, 4, 1, generator=g, dtype=torch.float64)
+        return x, torch.randint(0, 3, (3, 4), generator=g)
+
+    batch = TaskBatch(*points(), *points())
+    fns = make(TorchMLP(model).double(), loss)
+    oracle, learner = il.backends.get("cpu", dtype=torch.float64, fused=False), Learner(model, loss)
+
+    def as_dict(result, b):
+        return dict(zip(params, result[b])) if isinstance(result, list) else {k: v[b] for k, v in result.items()}
+
+    grads = fns["grad"](params, batch.support_x, batch.support_y)
+    hvps = fns["hvp"](params, batch.support_x, batch.support_y, vector)
+    _, grads_o = oracle.loss_and_grad(learner, params, batch.support_x, batch.support_y)
+    hvps_o = oracle.hvp(learner, params, batch.support_x, batch.support_y, vector)
+    for b in range(3):
+        assert rel_err(as_dict(grads, b), {k: v[b] for k, v in grads_o.items()}) < 1e-12
+        assert rel_err(as_dict(hvps, b), {k: v[b] for k, v in hvps_o.items()}) < 1e-12
+    for first_order in (False, True):
+        losses, meta = fns["meta_gradient"](theta, batch.support_x, batch.support_y, batch.query_x,
+                                            batch.query_y, 0.2, 3, first_order)
+        reference = il.algorithms.MAML(model, oracle, inner_lr=0.2, inner_steps=3, first_order=first_order,
+                                       loss=loss).compute(theta, batch)
+        assert rel_err(meta, reference.grad) < 1e-12
+        assert torch.allclose(losses, reference.task_losses, rtol=1e-12, atol=0)
+
+
+def test_peak_memory_sees_a_temporary_allocation():
+    def make_and_drop():
+        a = torch.empty(1000, 1000)  # 4 MB
+        del a
+        return torch.empty(250, 1000)  # 1 MB
+
+    assert peak_memory(make_and_drop, torch.device("cpu")) == 4_000_000
+
+
+def test_bench_command_writes_json_and_png(tmp_path, capsys):
+    code = main(["bench", "--batches", "2,4", "--repeats", "2", "--warmup", "1", "--steps", "2", "--widths", "1,8,1",
+                 "--memory-steps", "1,3", "--memory-batch", "4", "--out", str(tmp_path), "--name", "t", "--quiet"])
+    assert code == 0
+    results = json.loads((tmp_path / "t.json").read_text())
+    assert (tmp_path / "t.png").stat().st_size > 10_000
+    assert {row["primitive"] for row in results["cases"]} == {"grad", "hvp", "meta_gradient"}
+    row = results["cases"][-1]
+    assert set(row["results"]) == {"torch.func", "loop", "cpu", "torch"}
+    cpu = row["results"]["cpu"]
+    assert cpu["speedup"]["torch.func"] == pytest.approx(row["results"]["torch.func"]["median_s"] / cpu["median_s"])
+    assert cpu["tasks_per_s"] == pytest.approx(row["batch"] / cpu["median_s"])
+    assert results["machine"]["torch"] == torch.__version__ and results["machine"]["device_name"]
+    assert results["memory"]["slope_in_snapshots"]["cpu"] == pytest.approx(1.0, abs=0.05)
+    assert "vs torch.func" in capsys.readouterr().out
+
+
+def test_bench_rejects_bad_settings(capsys):
+    assert main(["bench", "--primitives", "grad,telepathy"]) == 2
+    assert "unknown primitives" in capsys.readouterr().err
+    assert main(["bench", "--batches", "1,x"]) == 2
+    assert "--batches got '1,x'" in capsys.readouterr().err
