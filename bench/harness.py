@@ -251,11 +251,11 @@ def summary_table(results: dict) -> str:
     for row in results["cases"]:
         for name, r in row["results"].items():
             s = r["speedup"]
+            versus = "".join(f"{f'{s[base]:.2f}x' if base in s else '-':>{width}}"
+                             for base, width in (("torch.func", 15), ("loop", 9)))
             lines.append(
                 f"{row['primitive']:<14}{row['batch']:>5}  {name:<13}{r['median_s'] * 1e3:>11.3f}"
-                f"{r['tasks_per_s']:>10.0f}"
-                f"{r['peak_memory_bytes'] / 2**20:>10.2f}{s.get('torch.func', float('nan')):>14.2f}x"
-                f"{s.get('loop', float('nan')):>8.1f}x"
+                f"{r['tasks_per_s']:>10.0f}{r['peak_memory_bytes'] / 2**20:>10.2f}{versus}"
             )
     memory = results.get("memory")
     if memory:

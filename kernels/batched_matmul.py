@@ -9,23 +9,25 @@ GEMMs always write a contiguous result (``scratch`` when ``out`` is a strided vi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+Temp = Callable[[torch.Size], torch.Tensor]  # a reusable buffer of a given shape
 
-def _vector_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
-    """out = a @ b when n == 1 or m == 1, reducing over the big operand's contiguous layout."""
+
+def _vector_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, temp: Temp | None) -> None:
+    """out = a @ b when n == 1 or m == 1: an elementwise product over the big operand's contiguous
+    layout (into ``temp(shape)`` when given: a fresh large tensor costs page faults), then a sum."""
     if b.shape[2] == 1:  # [B, m, k] · [B, k, 1]
-        target = out.squeeze(2)
-        if a.stride(2) == 1:
-            torch.sum(a * b.transpose(1, 2), dim=2, out=target)
-        else:
-            torch.sum(a.transpose(1, 2) * b, dim=1, out=target)
-        return
-    target = out.squeeze(1)  # [B, 1, k] · [B, k, n]
-    if b.stride(2) == 1:
-        torch.sum(a.transpose(1, 2) * b, dim=1, out=target)
-    else:
-        torch.sum(a * b.transpose(1, 2), dim=2, out=target)
+        left, right, axis, target = (a, b.transpose(1, 2), 2, out.squeeze(2)) if a.stride(2) == 1 \
+            else (a.transpose(1, 2), b, 1, out.squeeze(2))
+    else:  # [B, 1, k] · [B, k, n]
+        left, right, axis, target = (a.transpose(1, 2), b, 1, out.squeeze(1)) if b.stride(2) == 1 \
+            else (a, b.transpose(1, 2), 2, out.squeeze(1))
+    shape = torch.Size(max(i, j) for i, j in zip(left.shape, right.shape))  # the broadcast shape
+    product = torch.mul(left, right, out=temp(shape)) if temp is not None else left * right
+    torch.sum(product, dim=axis, out=target)
 
 
 _DIRECT = {  # (accumulate in place, bias + product, product) for outer products and GEMMs
@@ -47,12 +49,13 @@ def _direct(kind: str, out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, accu
 
 
 def matmul_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, accumulate: bool = False,
-                scratch: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> None:
+                scratch: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+                temp: Temp | None = None) -> None:
     """out = a @ b, out += a @ b (``accumulate``) or out = bias + a @ b (``bias`` [B, n]),
     batched over the leading axis.
 
     ``scratch`` (contiguous, shaped like ``out``) is needed when ``out`` is not contiguous and
-    the product is a GEMM."""
+    the product is a GEMM; ``temp`` supplies buffers for the thin products' elementwise step."""
     m, k, n = a.shape[1], a.shape[2], b.shape[2]
     if k == 1:
         _direct("outer", out, a, b, accumulate, bias)
@@ -62,14 +65,14 @@ def matmul_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, accumulate:
         return
     if not (accumulate or bias is not None):
         if n == 1 or m == 1:
-            _vector_product(a, b, out)
+            _vector_product(a, b, out, temp)
         else:
             torch.bmm(a, b, out=scratch)
             out.copy_(scratch)
         return
     if n == 1 or m == 1:
         product = torch.empty_like(out) if scratch is None else scratch
-        _vector_product(a, b, product)
+        _vector_product(a, b, product, temp)
     else:
         product = torch.bmm(a, b, out=scratch)
     if accumulate:

@@ -59,6 +59,14 @@ class Workspace:
         self.a_hvp, self.r_a = [t[:, :k] for t in self.acts], [t[:, k:] for t in self.acts]
         self.r_delta, self.delta_hvp = [t[:, :k] for t in self.deltas], [t[:, k:] for t in self.deltas]
         self.r_e, self.e_hvp = [t[:, :k] for t in self.errors], [t[:, k:] for t in self.errors]
+        self.dtype, self.device = dtype, device
+        self._temps: dict[torch.Size, torch.Tensor] = {}
+
+    def temp(self, shape: torch.Size) -> torch.Tensor:
+        """A reusable buffer of ``shape`` for the elementwise step of thin products."""
+        if shape not in self._temps:
+            self._temps[shape] = torch.empty(shape, dtype=self.dtype, device=self.device)
+        return self._temps[shape]
 
 
 
@@ -74,7 +82,8 @@ def forward(ws: Workspace, weights: Tensors, biases: Tensors | None, x: torch.Te
     """Z_l, A_l, σ′(Z_l) (and σ″ when curved) into ``ws``; returns the output Z_L."""
     last = len(weights) - 1
     for layer, w in enumerate(weights):
-        matmul_into(ws.z[layer], _inputs(ws, x, layer), w.transpose(1, 2), bias=_bias(biases, layer))
+        matmul_into(ws.z[layer], _inputs(ws, x, layer), w.transpose(1, 2), bias=_bias(biases, layer),
+                    temp=ws.temp)
         if layer < last:
             ws.activation.evaluate(ws.z[layer], ws.a[layer], ws.d1[layer], ws.d2[layer], ws.tmp[layer])
     return ws.z[last]
@@ -84,11 +93,11 @@ def backward(ws: Workspace, weights: Tensors, x: torch.Tensor, grad_w: Tensors, 
     """∇W_l, ∇b_l into ``grad_w``/``grad_b`` from Δ_L (set by :func:`loss_delta`)."""
     for layer in reversed(range(len(weights))):
         delta = ws.delta[layer]
-        matmul_into(grad_w[layer], delta.transpose(1, 2), _inputs(ws, x, layer))
+        matmul_into(grad_w[layer], delta.transpose(1, 2), _inputs(ws, x, layer), temp=ws.temp)
         if grad_b is not None:
             torch.sum(delta, dim=1, out=grad_b[layer])
         if layer > 0:
-            matmul_into(ws.e[layer - 1], delta, weights[layer])
+            matmul_into(ws.e[layer - 1], delta, weights[layer], temp=ws.temp)
             torch.mul(ws.e[layer - 1], ws.d1[layer - 1], out=ws.delta[layer - 1])
 
 
@@ -98,13 +107,15 @@ def forward_with_r(ws: Workspace, weights: Tensors, biases: Tensors | None, v_w:
     last = len(weights) - 1
     for layer, (w, v) in enumerate(zip(weights, v_w)):
         if layer == 0:
-            matmul_into(ws.z_hvp[0], x, w.transpose(1, 2), scratch=ws.scratch[0], bias=_bias(biases, 0))
-            matmul_into(ws.r_z[0], x, v.transpose(1, 2), scratch=ws.scratch[0], bias=_bias(v_b, 0))
+            scratch = ws.scratch[0]
+            matmul_into(ws.z_hvp[0], x, w.transpose(1, 2), scratch=scratch, bias=_bias(biases, 0), temp=ws.temp)
+            matmul_into(ws.r_z[0], x, v.transpose(1, 2), scratch=scratch, bias=_bias(v_b, 0), temp=ws.temp)
         else:  # [Z; R{Z}] = [A; R{A}]Wᵀ, then R{Z} += AVᵀ + c, Z += b
-            matmul_into(ws.za[layer], ws.acts[layer - 1], w.transpose(1, 2))
+            matmul_into(ws.za[layer], ws.acts[layer - 1], w.transpose(1, 2), temp=ws.temp)
             if v_b is not None:
                 ws.r_z[layer].add_(v_b[layer].unsqueeze(1))
-            matmul_into(ws.r_z[layer], ws.a_hvp[layer - 1], v.transpose(1, 2), True, ws.scratch[layer])
+            matmul_into(ws.r_z[layer], ws.a_hvp[layer - 1], v.transpose(1, 2), True, ws.scratch[layer],
+                        temp=ws.temp)
             if biases is not None:
                 ws.z_hvp[layer].add_(biases[layer].unsqueeze(1))
         if layer < last:
@@ -119,15 +130,16 @@ def backward_with_r(ws: Workspace, weights: Tensors, v_w: Tensors, x: torch.Tens
     curved = ws.activation.curved
     for layer in reversed(range(len(weights))):
         if layer == 0:
-            matmul_into(hv_w[0], ws.r_delta[0].transpose(1, 2), x)
+            matmul_into(hv_w[0], ws.r_delta[0].transpose(1, 2), x, temp=ws.temp)
         else:  # R{Δ}ᵀA + ΔᵀR{A} in one product over the stacked rows
-            matmul_into(hv_w[layer], ws.deltas[layer].transpose(1, 2), ws.acts[layer - 1])
+            matmul_into(hv_w[layer], ws.deltas[layer].transpose(1, 2), ws.acts[layer - 1], temp=ws.temp)
         if hv_b is not None:
             torch.sum(ws.r_delta[layer], dim=1, out=hv_b[layer])
         if layer == 0:
             break
-        matmul_into(ws.errors[layer - 1], ws.deltas[layer], weights[layer])  # [R{Δ}W; ΔW]
-        matmul_into(ws.r_e[layer - 1], ws.delta_hvp[layer], v_w[layer], True, ws.tmp[layer - 1])  # R{E} += ΔV
+        # [R{E}; E] = [R{Δ}W; ΔW], then R{E} += ΔV
+        matmul_into(ws.errors[layer - 1], ws.deltas[layer], weights[layer], temp=ws.temp)
+        matmul_into(ws.r_e[layer - 1], ws.delta_hvp[layer], v_w[layer], True, ws.tmp[layer - 1], temp=ws.temp)
         stacked = ws.errors[layer - 1].view(ws.errors[layer - 1].shape[0], 2, ws.points, -1)
         torch.mul(stacked, ws.d1[layer - 1].unsqueeze(1), out=ws.deltas[layer - 1].view_as(stacked))
         if curved:
