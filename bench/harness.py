@@ -8,9 +8,10 @@ A case is (primitive, learner widths, activation, B, K, N, dtype). Implementatio
   primitives the algorithms call (``loss_and_grad``, ``hvp``, and MAML's ``compute``).
 
 Each implementation of a case gets the same inputs; the harness warms each up, times
-``repeats`` rounds of one call per implementation (interleaved, so machine drift hits all
-alike; median and quartiles), measures peak memory in a separate call with cold caches, and
-reports tasks/s and the speed-up over every baseline.
+``repeats`` interleaved rounds (per round and implementation: one untimed call, then one timed
+call, so machine drift hits all alike and every timed call runs with warm caches; median and
+quartiles), measures peak memory in a separate call with cold caches, and reports tasks/s and
+the speed-up over every baseline.
 """
 
 from __future__ import annotations

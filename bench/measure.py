@@ -31,9 +31,10 @@ class Timing:
 
 def time_calls(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int,
                repeats: int) -> dict[str, Timing]:
-    """Wall time per call of each callable, interleaved (one call of each per round) so that drift
-    in the machine's speed hits every implementation alike: perf_counter on the CPU, CUDA events
-    (after a synchronize) on a GPU."""
+    """Wall time per call of each callable, interleaved so that drift in the machine's speed hits
+    every implementation alike: each round runs every callable twice back to back and times the
+    second call, which finds the caches as a training loop's next call would (not as the other
+    implementation left them). perf_counter on the CPU; CUDA events (after a synchronize) on a GPU."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -42,6 +43,7 @@ def time_calls(fns: dict[str, Callable[[], object]], device: torch.device, warmu
         torch.cuda.synchronize(device)
     for _ in range(repeats):
         for name, fn in fns.items():
+            fn()
             samples[name].append(_one_call(fn, device))
     return {name: _summary(s) for name, s in samples.items()}
 

@@ -81,14 +81,20 @@ def maml_meta_gradient(
     slot = (lambda n: n) if second_order else (lambda n: n % 2)
     for name, view in zip(spec.names(), buffers.state_views[0]):
         view.copy_(theta[name].expand_as(view))
+    shared = spec.layers({name: theta[name].expand(tasks, *theta[name].shape) for name in spec.names()})
+
+    def layers_at(n: int) -> LayerViews:
+        """θ_n's layers; θ_0 as stride-0 views of the shared θ, which the products run as one GEMM."""
+        return shared if n == 0 else buffers.state_layers[slot(n)]
+
     for n in range(inner_steps):  # θ_{n+1} = θ_n − α∇L_S(θ_n)
-        weights, biases = buffers.state_layers[slot(n)]
+        weights, biases = layers_at(n)
         passes.forward(support, weights, biases, support_x)
         passes.loss_delta(support, support_loss)
         passes.backward(support, weights, support_x, *buffers.step_grad_layers)
         torch.add(buffers.states[slot(n)], buffers.step_grad, alpha=-inner_lr, out=buffers.states[slot(n + 1)])
 
-    weights, biases = buffers.state_layers[slot(inner_steps)]
+    weights, biases = layers_at(inner_steps)
     passes.forward(query, weights, biases, query_x)
     passes.loss_delta(query, query_loss)
     losses = passes.loss_value(query, query_loss)
@@ -97,7 +103,7 @@ def maml_meta_gradient(
     if second_order:
         v_w, v_b = buffers.g_layers
         for n in reversed(range(inner_steps)):  # g ← g − α∇²L_S(θ_n)g
-            weights, biases = buffers.state_layers[n]
+            weights, biases = layers_at(n)
             passes.forward_with_r(support, weights, biases, v_w, v_b, support_x)
             passes.loss_deltas_with_r(support, support_loss)
             passes.backward_with_r(support, weights, v_w, support_x, *buffers.hv_layers)

@@ -137,6 +137,14 @@ def backward_with_r(ws: Workspace, weights: Tensors, v_w: Tensors, x: torch.Tens
             torch.sum(ws.r_delta[layer], dim=1, out=hv_b[layer])
         if layer == 0:
             break
+        if layer == 1 and not curved:
+            # below the first hidden layer only R{Δ_0} matters ((Hv)_{W_0} = R{Δ_0}ᵀX, R{X} = 0), and
+            # without σ″ it needs no E_0: R{E_0} = R{Δ_1}W_1 + Δ_1V_1 alone
+            r_e = ws.tmp[0]
+            matmul_into(r_e, ws.r_delta[1], weights[1], temp=ws.temp)
+            matmul_into(r_e, ws.delta_hvp[1], v_w[1], accumulate=True, temp=ws.temp)
+            torch.mul(r_e, ws.d1[0], out=ws.r_delta[0])
+            continue
         # [R{E}; E] = [R{Δ}W; ΔW], then R{E} += ΔV
         matmul_into(ws.errors[layer - 1], ws.deltas[layer], weights[layer], temp=ws.temp)
         matmul_into(ws.r_e[layer - 1], ws.delta_hvp[layer], v_w[layer], True, ws.tmp[layer - 1], temp=ws.temp)
