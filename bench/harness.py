@@ -4,7 +4,8 @@ A case is (primitive, learner widths, activation, B, K, N, dtype). Implementatio
 
 * ``torch.func`` and ``loop`` — the baselines of :mod:`.baselines`;
 * every backend asked for (``cpu``: fused MLP passes; ``torch``: torch.func compositions on
-  the device; ``torch-fused``: the torch backend with ``fused=True``), through the same
+  the device; ``torch-fused``: the torch backend with ``fused=True``; ``triton``: the Triton
+  kernels, on the GPU or — meaningless for timing — in the interpreter), through the same
   primitives the algorithms call (``loss_and_grad``, ``hvp``, and MAML's ``compute``).
 
 Each implementation of a case gets the same inputs; the harness warms each up, times
@@ -41,7 +42,7 @@ from innerloop.kernels import clear_caches
 PRIMITIVES = ("grad", "hvp", "meta_gradient")
 BASELINES = ("torch.func", "loop")
 BACKEND_IMPLEMENTATIONS = {"cpu": ("cpu", {}), "torch": ("torch", {"fused": False}),
-                           "torch-fused": ("torch", {"fused": True})}
+                           "torch-fused": ("torch", {"fused": True}), "triton": ("triton", {})}
 
 
 @dataclass
@@ -132,7 +133,7 @@ def _callables(name: str, primitive: str, model: MLP, config: BenchConfig, input
         return lambda: fns["meta_gradient"](inputs.theta, b.support_x, b.support_y, b.query_x, b.query_y,
                                             lr, n, config.first_order)
     backend_name, options = BACKEND_IMPLEMENTATIONS[name]
-    device_option = {} if backend_name == "cpu" else {"device": device}
+    device_option = {"device": device} if backend_name == "torch" else {}
     backend = backends.get(backend_name, dtype=dtype, **device_option, **options)
     learner = Learner(model, config.loss)
     if primitive == "grad":

@@ -21,7 +21,7 @@ TRAIN_FLAGS = {  # flag → (TrainConfig field, type, help)
              "matchingnet (see `innerloop list`)"),
     "--task": ("task", str, "task family: sinusoid, gp, clusters, linear, digits, omniglot, mini-imagenet"),
     "--backend": ("backend", str, "backend: cpu (fused MLP passes; --backend-option fused=false: torch.func), "
-                "torch (any torch device)"),
+                "torch (any torch device), triton (Triton kernels: CUDA GPU, or TRITON_INTERPRET=1)"),
     "--dtype": ("dtype", str, "float32 (default) or float64"),
     "--shots": ("shots", int, "support points per task (per class for classification)"),
     "--queries": ("queries", int, "query points per task (per class for classification)"),
@@ -225,7 +225,8 @@ BENCH_FLAGS = {  # flag → (default shown in --help, help); values are parsed a
     "--inner-lr": ("0.01", "inner step size α"),
     "--dtype": ("float32", "float32 or float64"),
     "--device": ("cpu", "cpu or cuda"),
-    "--implementations": ("torch.func,loop,cpu,torch", "what to time: torch.func, loop, cpu, torch, torch-fused"),
+    "--implementations": ("torch.func,loop,cpu,torch", "what to time: torch.func, loop, cpu, torch, torch-fused, "
+                          "triton"),
     "--loop-max-batch": ("32", "the per-task loop runs only up to this B (it is ~100x slower)"),
     "--warmup": ("3", "untimed calls first"),
     "--repeats": ("15", "timed calls (median and quartiles)"),

@@ -1,0 +1,186 @@
+"""The ``triton`` backend: fused Triton kernels for MLP learners (issue 6; DESIGN.md "GPU backend").
+
+Primitives ``loss``, ``loss_and_grad`` and ``hvp`` and the fused ``meta_gradient`` run the kernels
+of :mod:`innerloop.kernels.triton_mlp` for MLPs with two hidden layers (ReLU or tanh, MSE, widths
+≤ 64), in float32 with ``precision`` ∈ {"tf32x3" (default, fp32-accurate), "tf32", "ieee"} for
+every ``tl.dot``. ``loss`` and ``loss_and_grad`` are ``torch.autograd.Function``s — their backward
+passes are the kernel's gradient and Hessian-vector product — so autograd sees ordinary ops.
+
+Every other learner (wider or deeper MLPs, other activations or losses, NP and metric networks)
+is delegated to the ``torch`` backend on the same device, and the delegation is logged once per
+learner (logger ``innerloop.backends.triton``): nothing falls back silently.
+
+The kernels run compiled on a CUDA GPU, or in Triton's CPU interpreter when ``TRITON_INTERPRET=1``
+was set before Python started (slow; meant for tests on machines without a GPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from innerloop.backends.base import Backend, LearnerLike, Params
+from innerloop.backends.torch_func import TorchFuncBackend, parse_dtype
+from innerloop.engine.errors import ConfigError
+from innerloop.kernels.mlp_layout import MLPSpec
+
+LOG = logging.getLogger("innerloop.backends.triton")
+PRECISIONS = ("tf32x3", "tf32", "ieee")
+
+
+def _kernels():
+    """The launch module, imported on first use (after TRITON_INTERPRET has been decided)."""
+    from innerloop.kernels import triton_launch
+
+    return triton_launch
+
+
+@lru_cache(maxsize=64)
+def _plan(learner: LearnerLike) -> tuple[MLPSpec | None, str | None]:
+    """(spec, None) when the kernels fuse ``learner``; (None, reason) when they do not."""
+    spec = MLPSpec.of(learner)
+    reason = _kernels().unfusable_reason(spec)
+    return (None, reason) if reason else (spec, None)
+
+
+class _TritonLoss(torch.autograd.Function):
+    """Per-task losses L_b(θ_b); backward: grad_output_b·∇L_b (the kernel's gradient)."""
+
+    @staticmethod
+    def forward(ctx, flat, x, y, spec, precision):
+        losses, grads, _ = _kernels().primitives(spec, flat, x, y, None, True, precision)
+        ctx.save_for_backward(grads)
+        return losses
+
+    @staticmethod
+    def backward(ctx, grad_losses):
+        (grads,) = ctx.saved_tensors
+        return grad_losses[:, None] * grads, None, None, None, None
+
+
+class _TritonLossAndGrad(torch.autograd.Function):
+    """(L_b, ∇L_b); backward: grad_L_b·∇L_b + ∇²L_b·grad_∇_b (the kernel's HVP)."""
+
+    @staticmethod
+    def forward(ctx, flat, x, y, spec, precision):
+        losses, grads, _ = _kernels().primitives(spec, flat, x, y, None, True, precision)
+        ctx.save_for_backward(flat, x, y, grads)
+        ctx.spec, ctx.precision = spec, precision
+        return losses, grads
+
+    @staticmethod
+    def backward(ctx, grad_losses, grad_grads):
+        flat, x, y, grads = ctx.saved_tensors
+        total = torch.zeros_like(flat)
+        if grad_losses is not None:
+            total = total + grad_losses[:, None] * grads
+        if grad_grads is not None:
+            _, _, products = _kernels().primitives(ctx.spec, flat, x, y, grad_grads.contiguous(), False, ctx.precision)
+            total = total + products
+        return total, None, None, None, None
+
+
+class TritonBackend(Backend):
+    """Fused Triton kernels for two-hidden-layer MLP learners; logged delegation to ``torch`` otherwise."""
+
+    name = "triton"
+    provides = frozenset({"loss", "loss_and_grad", "hvp", "autograd", "meta_gradient"})
+    description = "fused Triton kernels (batched HVP, fused MAML meta-gradient) for 2-hidden-layer MLPs"
+
+    def __init__(
+        self,
+        dtype: torch.dtype | str = torch.float32,
+        precision: str = "tf32x3",
+        capabilities: Iterable[str] | str | None = None,
+    ) -> None:
+        super().__init__(capabilities)
+        if parse_dtype(dtype) != torch.float32:
+            raise ConfigError(
+                f"the triton backend computes in float32, not {dtype}",
+                "use --dtype float32 with --backend triton, or --backend cpu for float64",
+            )
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision '{precision}'", f"choose one of: {', '.join(PRECISIONS)}")
+        self.dtype, self.precision = torch.float32, precision
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.delegate = TorchFuncBackend(dtype=self.dtype, device=self.device)
+        self._logged: set[str] = set()
+
+    @classmethod
+    def unavailable_reason(cls, **_: Any) -> str | None:
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "Triton is not installed (pip install triton; Linux only)"
+        if torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
+            return None
+        return ("there is no CUDA GPU and TRITON_INTERPRET is not set: run on a machine with an NVIDIA GPU, "
+                "or start Python with TRITON_INTERPRET=1 to run the kernels in Triton's CPU interpreter (slow)")
+
+    def fuses(self, learner: LearnerLike) -> bool:
+        return _plan(learner)[0] is not None
+
+    def _spec(self, learner: LearnerLike) -> MLPSpec | None:
+        spec, reason = _plan(learner)
+        if spec is None:
+            key = repr(getattr(learner, "model", learner))
+            if key not in self._logged:
+                self._logged.add(key)
+                LOG.warning("triton backend: delegating %s to the torch backend (%s)", key, reason)
+        return spec
+
+    def _pack(self, spec: MLPSpec, params: Params, tasks: int) -> torch.Tensor:
+        return _kernels().pack(spec, params, tasks)
+
+    def loss(self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self._require("loss")
+        spec = self._spec(learner)
+        if spec is None:
+            return self.delegate.loss(learner, params, x, y)
+        return _TritonLoss.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self.precision)
+
+    def loss_and_grad(
+        self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, Params]:
+        self._require("loss_and_grad")
+        spec = self._spec(learner)
+        if spec is None:
+            return self.delegate.loss_and_grad(learner, params, x, y)
+        losses, grads = _TritonLossAndGrad.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self.precision)
+        return losses, _kernels().unpack(spec, grads)
+
+    def hvp(
+        self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor, vector: Params
+    ) -> Params:
+        self._require("hvp")
+        spec = self._spec(learner)
+        if spec is None:
+            return self.delegate.hvp(learner, params, x, y, vector)
+        tasks = x.shape[0]
+        _, _, products = _kernels().primitives(spec, self._pack(spec, params, tasks), x, y,
+                                               self._pack(spec, vector, tasks), False, self.precision)
+        return _kernels().unpack(spec, products)
+
+    def meta_gradient(
+        self, learner: LearnerLike, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
+        query_x: torch.Tensor, query_y: torch.Tensor, inner_lr: float, inner_steps: int, first_order: bool = False,
+    ) -> tuple[torch.Tensor, Params]:
+        self._require("meta_gradient")
+        spec = self._spec(learner)
+        if spec is None:
+            raise ConfigError(
+                f"the triton backend cannot fuse {learner.model!r}: {_plan(learner)[1]}",
+                "check backend.fuses(learner) first; MAML composes the primitives for such learners",
+            )
+        theta = self._pack(spec, params, 1)[0]
+        losses, grad = _kernels().meta_gradient(spec, theta, support_x, support_y, query_x, query_y,
+                                                inner_lr, inner_steps, first_order, self.precision)
+        return losses, _kernels().unpack(spec, grad)
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]} precision={self.precision}>"
