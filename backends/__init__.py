@@ -69,5 +69,6 @@ def available() -> list[str]:
 register("cpu", "innerloop.backends.torch_func:CPUBackend")
 register("torch", "innerloop.backends.torch_func:TorchFuncBackend")
 register("triton", "innerloop.backends.triton_backend:TritonBackend")
+register("snn", "innerloop.backends.snn_backend:SNNBackend")
 
 __all__ = ["CAPABILITIES", "Backend", "BackendInfo", "available", "describe", "get", "names", "register"]

@@ -80,6 +80,10 @@ class Backend:
             )
         self.capabilities = requested
 
+    def enable_hint(self, capability: str) -> str:
+        """How to get ``capability`` from this backend when it provides it only when configured."""
+        return ""
+
     def supports(self, capability: str) -> bool:
         return capability in self.capabilities
 

@@ -96,7 +96,7 @@ def test_bad_input_is_named():
     x = torch.zeros(2, 5, 1)
     with pytest.raises(il.ShapeError, match="first two axes"):
         il.tasks.TaskBatch(x, torch.zeros(2, 4, 1), x, torch.zeros(2, 5, 1))
-    with pytest.raises(il.ShapeError, match=r"\[tasks, points, features\]"):
+    with pytest.raises(il.ShapeError, match=r"\[tasks, points, \(time,\) features\]"):
         il.tasks.TaskBatch(torch.zeros(5, 1), torch.zeros(5, 1), x, x)
     with pytest.raises(il.ShapeError, match="2 tasks but query has 3"):
         il.tasks.TaskBatch(x, x, torch.zeros(3, 5, 1), torch.zeros(3, 5, 1))

@@ -194,9 +194,10 @@ def check_capabilities(algorithm: Algorithm) -> None:
         return
     runnable = [n for n, cls in sorted(ALGORITHMS.items()) if set(cls.requires) <= set(backend.capabilities)]
     offered = ", ".join(sorted(backend.capabilities)) or "nothing"
+    enable = "; ".join(f"for {c}: {backend.enable_hint(c)}" for c in missing if backend.enable_hint(c))
     raise CapabilityError(
         f"{type(algorithm).__name__} needs {', '.join(missing)}, which backend '{backend.name}' does not "
         f"offer (it offers: {offered})",
         f"algorithms that run on this backend: {', '.join(runnable) or 'none'}"
-        + algorithm.capability_hint(backend),
+        + algorithm.capability_hint(backend) + (f"; {enable}" if enable else ""),
     )

@@ -39,7 +39,9 @@ def generator_for(seed: int, purpose: str) -> torch.Generator:
 class TaskBatch:
     """B tasks, each a support set (K points) and a query set (M points).
 
-    Regression targets are float ``[B, K, out]``; classification labels are int64 ``[B, K]``.
+    Inputs are ``[B, K, features]``, or ``[B, K, T, features]`` for spike trains (any axes between
+    points and features are per-point structure, e.g. time). Regression targets are float
+    ``[B, K, out]``; classification labels are int64 ``[B, K]``.
     ``task_params`` holds the generating parameters (amplitude, lengthscale, ...), each of
     shape [B], for plots and diagnostics; algorithms never read it.
     """
@@ -53,9 +55,9 @@ class TaskBatch:
     def __post_init__(self) -> None:
         for split in ("support", "query"):
             x, y = getattr(self, f"{split}_x"), getattr(self, f"{split}_y")
-            if x.ndim != 3:
+            if x.ndim < 3:
                 raise ShapeError(
-                    f"{split}_x must have shape [tasks, points, features], got {tuple(x.shape)}",
+                    f"{split}_x must have shape [tasks, points, (time,) features], got {tuple(x.shape)}",
                     "add the task axis with x.unsqueeze(0) or the feature axis with x.unsqueeze(-1)",
                 )
             if y.shape[:2] != x.shape[:2]:
@@ -80,10 +82,10 @@ class TaskBatch:
                 f"support has {self.support_x.shape[0]} tasks but query has {self.query_x.shape[0]}",
                 "sample support and query sets for the same tasks",
             )
-        if self.support_x.shape[2] != self.query_x.shape[2]:
+        if self.support_x.shape[2:] != self.query_x.shape[2:]:
             raise ShapeError(
-                f"support inputs have {self.support_x.shape[2]} features, query inputs "
-                f"{self.query_x.shape[2]}",
+                f"support inputs have per-point shape {tuple(self.support_x.shape[2:])}, query inputs "
+                f"{tuple(self.query_x.shape[2:])}",
                 "support and query must come from the same input space",
             )
 

@@ -1,0 +1,129 @@
+"""The ``snn`` backend: spiking learners trained by the three-factor rule (monograph §6.1; issue 7).
+
+Learners are :class:`~innerloop.engine.spiking.SpikingMLP` networks of snnTorch neurons on spike
+trains x [B, K, T, in]. Primitives:
+
+* ``loss`` — simulate and score the output spike counts;
+* ``loss_and_grad`` — the three-factor gradient Σ_t e·post·pre (eq. 6.4) with the hidden-layer
+  error ``hidden_error`` = single_step | feedback_alignment | readout_only; exact (equal to
+  surrogate BPTT) for the output layer, an approximation of the true gradient for hidden
+  layers. ``hidden_error="bptt"`` uses autograd through time instead (reference only);
+* ``local_update`` — one three-factor step θ ← θ − η·∇̂L (eq. 6.5), what a chip would run;
+* ``hvp`` — only with ``second_order=True``: double backward through the surrogate simulation,
+  the reference for second-order MAML (Stewart & Neftci 2022). Without it, asking for MAML is a
+  capability error that names FOMAML and Reptile.
+
+So FOMAML on this backend is fully local: the inner loop is three-factor steps on the support
+spikes and the meta-gradient is the same rule on the query spikes at the adapted weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from innerloop.backends.base import Backend, LearnerLike, Params
+from innerloop.backends.torch_func import parse_dtype
+from innerloop.engine.errors import ConfigError, unknown_name
+from innerloop.engine.spiking import SpikingMLP
+from innerloop.engine.three_factor import HIDDEN_ERRORS, feedback_matrices, readout_loss, three_factor_gradient
+
+
+class SNNBackend(Backend):
+    """Spiking networks (snnTorch neurons) with three-factor local learning."""
+
+    name = "snn"
+    provides = frozenset({"loss", "loss_and_grad", "local_update", "hvp"})
+    description = "spiking LIF networks (snnTorch) trained by the three-factor rule; hvp only with second_order=True"
+
+    def __init__(
+        self,
+        dtype: torch.dtype | str = torch.float32,
+        hidden_error: str = "single_step",
+        second_order: bool = False,
+        feedback_seed: int = 0,
+        capabilities: Iterable[str] | str | None = None,
+    ) -> None:
+        if hidden_error not in HIDDEN_ERRORS:
+            raise unknown_name("hidden_error", hidden_error, HIDDEN_ERRORS)
+        self.second_order = bool(second_order)
+        if capabilities is None:
+            capabilities = sorted(self.provides if self.second_order else self.provides - {"hvp"})
+        elif "hvp" in (capabilities.split(",") if isinstance(capabilities, str) else capabilities) \
+                and not self.second_order:
+            raise ConfigError("the snn backend offers 'hvp' only with second_order=True",
+                              "pass --backend-option second_order=true (surrogate-gradient reference)")
+        super().__init__(capabilities)
+        self.dtype, self.device = parse_dtype(dtype), torch.device("cpu")
+        self.hidden_error = hidden_error
+        self.feedback_seed = int(feedback_seed)
+        self._feedback: dict[int, list[torch.Tensor]] = {}
+
+    def enable_hint(self, capability: str) -> str:
+        return "--backend-option second_order=true (the surrogate-gradient reference)" if capability == "hvp" else ""
+
+    @staticmethod
+    def _model(learner: LearnerLike) -> SpikingMLP:
+        if not isinstance(learner.model, SpikingMLP):
+            raise ConfigError(
+                f"the snn backend runs spiking learners, got {type(learner.model).__name__}",
+                "build the model with innerloop.engine.spiking.SpikingMLP (task families with spike encoding)",
+            )
+        return learner.model
+
+    def _feedback_for(self, model: SpikingMLP) -> list[torch.Tensor]:
+        key = id(model)
+        if key not in self._feedback:
+            generator = torch.Generator().manual_seed(self.feedback_seed)
+            self._feedback[key] = feedback_matrices(model, generator, self.dtype, self.device)
+        return self._feedback[key]
+
+    def loss(self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self._require("loss")
+        model = self._model(learner)
+        return readout_loss(model.readout(model.simulate(params, x)), y, learner.loss_name)
+
+    def loss_and_grad(
+        self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, Params]:
+        self._require("loss_and_grad")
+        model = self._model(learner)
+        if self.hidden_error == "bptt":
+            return self._autograd(learner, params, x, y)
+        with torch.no_grad():
+            records = model.simulate(params, x)
+            losses = readout_loss(model.readout(records), y, learner.loss_name)
+            feedback = self._feedback_for(model) if self.hidden_error == "feedback_alignment" else None
+            grads = three_factor_gradient(model, params, records, y, learner.loss_name, self.hidden_error, feedback)
+        return losses, grads
+
+    def local_update(self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor,
+                     lr: float) -> tuple[torch.Tensor, Params]:
+        """One three-factor step (monograph eq. 6.5): per-task losses and θ − η·∇̂L."""
+        self._require("local_update")
+        losses, grads = self.loss_and_grad(learner, params, x, y)
+        return losses, {k: v - lr * grads[k] for k, v in params.items()}
+
+    def hvp(
+        self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor, vector: Params
+    ) -> Params:
+        self._require("hvp")
+        model = self._model(learner)
+        with torch.enable_grad():
+            leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+            losses = readout_loss(model.readout(model.simulate(leaves, x)), y, learner.loss_name)
+            grads = torch.autograd.grad(losses.sum(), list(leaves.values()), create_graph=True)
+            dot = sum((g * vector[k]).sum() for g, k in zip(grads, leaves))
+            products = torch.autograd.grad(dot, list(leaves.values()), allow_unused=True)
+        return {k: torch.zeros_like(v) if h is None else h for (k, v), h in zip(leaves.items(), products)}
+
+    def _autograd(self, learner: LearnerLike, params: Params, x: torch.Tensor,
+                  y: torch.Tensor) -> tuple[torch.Tensor, Params]:
+        """Surrogate-gradient BPTT through the snnTorch simulation (the reference)."""
+        model = self._model(learner)
+        with torch.enable_grad():
+            leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+            losses = readout_loss(model.readout(model.simulate(leaves, x)), y, learner.loss_name)
+            grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
+        return losses.detach(), dict(zip(leaves, grads))

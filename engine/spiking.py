@@ -1,0 +1,160 @@
+"""Leaky integrate-and-fire networks as learners: plain weight tensors, snnTorch neuron dynamics.
+
+A :class:`SpikingMLP` maps spike trains x [..., T, in] through layers of snnTorch neurons
+(monograph §6.1): the input current of layer l at step t is I_t = s^{(l−1)}_t W_lᵀ and
+
+* ``leaky``:    u_t = β·u_{t−1} + I_t − ϑ·r_{t−1}                      (snn.Leaky)
+* ``synaptic``: c_t = α·c_{t−1} + I_t,  u_t = β·u_{t−1} + c_t − ϑ·r_{t−1} (snn.Synaptic)
+
+with s_t = Θ(u_t − ϑ) (eq. 6.1) and the subtractive reset r_{t−1} = s_{t−1} detached — the
+SRM of eq. 6.2 with α_t = β^t and refractory kernel −ϑβ^{t−1}. The surrogate derivative
+Θ′(x) = 1/(slope·|x| + 1)² (snnTorch's fast sigmoid) is used by the backward pass and by the
+three-factor rule alike. The readout is the output layer's spike count Σ_t s_t (logits for
+cross-entropy; divided by T as a rate for MSE).
+
+Parameters are ``layer{l}.weight`` [out, in] (no biases), with a leading task axis when
+batched; every simulation is batched over tasks and points with ``bmm``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import snntorch as snn
+import torch
+from snntorch import surrogate
+
+from innerloop.engine.errors import ConfigError, ShapeError
+from innerloop.engine.params import Params, check_shapes, count
+
+NEURONS = ("leaky", "synaptic")
+
+
+@dataclass
+class Record:
+    """One layer's simulation: spikes s_t, membranes u_t and presynaptic traces pre_t, each
+    [B, K, T, width] (pre has the layer's input width)."""
+
+    spikes: torch.Tensor
+    membranes: torch.Tensor
+    pre: torch.Tensor
+
+
+class SpikingMLP:
+    """Feed-forward LIF network on spike trains; see the module docstring for the dynamics."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int] = (64,), out_dim: int = 5, neuron: str = "leaky",
+                 beta: float = 0.9, alpha: float = 0.8, threshold: float = 1.0, slope: float = 5.0,
+                 weight_scale: float = 1.0) -> None:
+        widths = [in_dim, *hidden, out_dim]
+        if any(int(w) != w or w < 1 for w in widths):
+            raise ConfigError(f"widths must be positive integers, got {widths}", "e.g. SpikingMLP(16, (64,), 5)")
+        if neuron not in NEURONS:
+            raise ConfigError(f"unknown neuron '{neuron}'", f"choose one of: {', '.join(NEURONS)}")
+        if not (0 < beta < 1 and 0 < alpha < 1):
+            raise ConfigError(f"decay rates must lie in (0, 1), got beta={beta}, alpha={alpha}", "e.g. beta=0.9")
+        self.widths = [int(w) for w in widths]
+        self.in_dim, self.out_dim, self.hidden = self.widths[0], self.widths[-1], tuple(self.widths[1:-1])
+        self.neuron, self.beta, self.alpha = neuron, float(beta), float(alpha)
+        self.threshold, self.slope, self.weight_scale = float(threshold), float(slope), float(weight_scale)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.widths) - 1
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {f"layer{layer}.weight": (o, i) for layer, (i, o) in enumerate(zip(self.widths[:-1], self.widths[1:]))}
+
+    def num_params(self) -> int:
+        return count(self.shapes())
+
+    def init(self, generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
+             device: torch.device | str = "cpu") -> Params:
+        """N(0, (scale·2/√fan_in)²) weights: enough drive for the first layers to spike."""
+        dtype = dtype or torch.get_default_dtype()
+        return {name: (torch.randn(shape, generator=generator, dtype=torch.float64)
+                       * self.weight_scale * 2.0 / math.sqrt(shape[1])).to(dtype=dtype, device=device)
+                for name, shape in self.shapes().items()}
+
+    def check_params(self, params: Params, task_axis: bool = False) -> None:
+        check_shapes(self.shapes(), params, repr(self), task_axis)
+
+    def surrogate_derivative(self, membrane: torch.Tensor) -> torch.Tensor:
+        """Θ′(u − ϑ) = 1/(slope·|u − ϑ| + 1)², the fast-sigmoid surrogate's derivative."""
+        return 1.0 / (self.slope * (membrane - self.threshold).abs() + 1.0) ** 2
+
+    def _neurons(self, dtype: torch.dtype) -> list:
+        """snnTorch neurons with decay rates in the run's dtype (the traces use the same values)."""
+        spike_grad = surrogate.fast_sigmoid(slope=self.slope)
+        beta, alpha = torch.tensor(self.beta, dtype=dtype), torch.tensor(self.alpha, dtype=dtype)
+        if self.neuron == "leaky":
+            return [snn.Leaky(beta=beta, threshold=self.threshold, spike_grad=spike_grad)
+                    for _ in range(self.num_layers)]
+        return [snn.Synaptic(alpha=alpha, beta=beta, threshold=self.threshold, spike_grad=spike_grad)
+                for _ in range(self.num_layers)]
+
+    def simulate(self, params: Params, x: torch.Tensor) -> list[Record]:
+        """Run the network on spikes x [B, K, T, in] with per-task weights [B, out, in]."""
+        if x.ndim != 4 or x.shape[-1] != self.in_dim:
+            raise ShapeError(f"expected spikes [tasks, points, time, {self.in_dim}], got {tuple(x.shape)}",
+                             "encode inputs with innerloop.engine.tasks.spike_encode")
+        tasks, points, steps, _ = x.shape
+        neurons = self._neurons(x.dtype)
+        weights = [params[f"layer{layer}.weight"] for layer in range(self.num_layers)]
+        states = [None] * self.num_layers
+        traces = [torch.zeros(tasks, points, w, dtype=x.dtype, device=x.device) for w in self.widths[:-1]]
+        currents = [torch.zeros_like(t) for t in traces] if self.neuron == "synaptic" else None
+        spikes = [[] for _ in range(self.num_layers)]
+        membranes = [[] for _ in range(self.num_layers)]
+        pres = [[] for _ in range(self.num_layers)]
+        for t in range(steps):
+            signal = x[:, :, t]
+            for layer, (w, neuron) in enumerate(zip(weights, neurons)):
+                traces[layer], currents = self._filter(traces, currents, layer, signal)
+                pres[layer].append(traces[layer])
+                current = torch.bmm(signal, w.transpose(1, 2))
+                if self.neuron == "leaky":
+                    spike, mem = neuron(current, states[layer]) if states[layer] is not None else neuron(current)
+                    states[layer] = mem
+                else:
+                    syn, mem = (states[layer] if states[layer] is not None else (None, None))
+                    spike, syn, mem = neuron(current, syn, mem) if syn is not None else neuron(current)
+                    states[layer] = (syn, mem)
+                spike = spike.to(x.dtype)  # snnTorch's surrogates emit float32 spikes
+                spikes[layer].append(spike)
+                membranes[layer].append(mem)
+                signal = spike
+        return [Record(torch.stack(s, 2), torch.stack(m, 2), torch.stack(p, 2))
+                for s, m, p in zip(spikes, membranes, pres)]
+
+    def _filter(self, traces, currents, layer, signal):
+        """The presynaptic trace with the neuron's own kernel: pre_t = β·pre_{t−1} + s_t (leaky), or
+        c_t = α·c_{t−1} + s_t, pre_t = β·pre_{t−1} + c_t (synaptic); detached (input spikes only)."""
+        signal = signal.detach()
+        if self.neuron == "leaky":
+            return self.beta * traces[layer] + signal, currents
+        currents = list(currents)
+        currents[layer] = self.alpha * currents[layer] + signal
+        return self.beta * traces[layer] + currents[layer], currents
+
+    def readout(self, records: list[Record]) -> torch.Tensor:
+        """Spike counts Σ_t s_t of the output layer, [B, K, out]."""
+        return records[-1].spikes.sum(dim=2)
+
+    def apply(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """Spike counts of the output layer for spikes x [B, K, T, in] (or [K, T, in] for one task)."""
+        single = x.ndim == 3
+        if single:
+            params, x = {k: v.unsqueeze(0) for k, v in params.items()}, x.unsqueeze(0)
+        out = self.readout(self.simulate(params, x))
+        return out[0] if single else out
+
+    def config(self) -> dict:
+        return {"in_dim": self.in_dim, "hidden": list(self.hidden), "out_dim": self.out_dim, "neuron": self.neuron,
+                "beta": self.beta, "alpha": self.alpha, "threshold": self.threshold, "slope": self.slope,
+                "weight_scale": self.weight_scale}
+
+    def __repr__(self) -> str:
+        return f"SpikingMLP({self.widths}, neuron={self.neuron!r}, beta={self.beta}, slope={self.slope})"
