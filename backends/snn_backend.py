@@ -8,7 +8,11 @@ trains x [B, K, T, in]. Primitives:
   error ``hidden_error`` = single_step | feedback_alignment | readout_only; exact (equal to
   surrogate BPTT) for the output layer, an approximation of the true gradient for hidden
   layers. ``hidden_error="bptt"`` uses autograd through time instead (reference only);
-* ``local_update`` — one three-factor step θ ← θ − η·∇̂L (eq. 6.5), what a chip would run;
+* ``local_update`` — one three-factor step θ ← θ − η·∇̂L (eq. 6.5), what a chip would run, with
+  its own error mode ``inner_error`` (default: ``hidden_error``); the engine's inner loops
+  (FOMAML's, Reptile's, evaluation's adaptation) use it, the meta-gradient uses ``hidden_error``
+  — so e.g. ``inner_error="readout_only"`` adapts only the readout on the chip while the outer
+  loop still trains every layer;
 * ``hvp`` — only with ``second_order=True``: double backward through the surrogate simulation,
   the reference for second-order MAML (Stewart & Neftci 2022). Without it, asking for MAML is a
   capability error that names FOMAML and Reptile.
@@ -41,12 +45,14 @@ class SNNBackend(Backend):
         self,
         dtype: torch.dtype | str = torch.float32,
         hidden_error: str = "single_step",
+        inner_error: str | None = None,
         second_order: bool = False,
         feedback_seed: int = 0,
         capabilities: Iterable[str] | str | None = None,
     ) -> None:
-        if hidden_error not in HIDDEN_ERRORS:
-            raise unknown_name("hidden_error", hidden_error, HIDDEN_ERRORS)
+        for option, mode in (("hidden_error", hidden_error), ("inner_error", inner_error or hidden_error)):
+            if mode not in HIDDEN_ERRORS:
+                raise unknown_name(option, mode, HIDDEN_ERRORS)
         self.second_order = bool(second_order)
         if capabilities is None:
             capabilities = sorted(self.provides if self.second_order else self.provides - {"hvp"})
@@ -57,6 +63,7 @@ class SNNBackend(Backend):
         super().__init__(capabilities)
         self.dtype, self.device = parse_dtype(dtype), torch.device("cpu")
         self.hidden_error = hidden_error
+        self.inner_error = inner_error or hidden_error
         self.feedback_seed = int(feedback_seed)
         self._feedback: dict[int, list[torch.Tensor]] = {}
 
@@ -88,22 +95,28 @@ class SNNBackend(Backend):
         self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, Params]:
         self._require("loss_and_grad")
+        return self._rule(learner, params, x, y, self.hidden_error)
+
+    def local_update(self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor,
+                     lr: float) -> tuple[torch.Tensor, Params]:
+        """One three-factor step (monograph eq. 6.5) with the inner-loop error mode ``inner_error``:
+        per-task losses and θ − η·∇̂L. The engine's inner loops call this on backends that have it."""
+        self._require("local_update")
+        losses, grads = self._rule(learner, params, x, y, self.inner_error)
+        return losses, {k: v - lr * grads[k] for k, v in params.items()}
+
+    def _rule(self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor,
+              mode: str) -> tuple[torch.Tensor, Params]:
+        """Per-task losses and the gradient estimate of error mode ``mode``."""
         model = self._model(learner)
-        if self.hidden_error == "bptt":
+        if mode == "bptt":
             return self._autograd(learner, params, x, y)
         with torch.no_grad():
             records = model.simulate(params, x)
             losses = readout_loss(model.readout(records), y, learner.loss_name)
-            feedback = self._feedback_for(model) if self.hidden_error == "feedback_alignment" else None
-            grads = three_factor_gradient(model, params, records, y, learner.loss_name, self.hidden_error, feedback)
+            feedback = self._feedback_for(model) if mode == "feedback_alignment" else None
+            grads = three_factor_gradient(model, params, records, y, learner.loss_name, mode, feedback)
         return losses, grads
-
-    def local_update(self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor,
-                     lr: float) -> tuple[torch.Tensor, Params]:
-        """One three-factor step (monograph eq. 6.5): per-task losses and θ − η·∇̂L."""
-        self._require("local_update")
-        losses, grads = self.loss_and_grad(learner, params, x, y)
-        return losses, {k: v - lr * grads[k] for k, v in params.items()}
 
     def hvp(
         self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor, vector: Params

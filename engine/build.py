@@ -11,10 +11,12 @@ from innerloop.engine.algorithms import Algorithm, AmortizedAlgorithm
 from innerloop.engine.config import TrainConfig
 from innerloop.engine.errors import ConfigError, check_keywords
 from innerloop.engine.models import MLP
+from innerloop.engine.spiking import SpikingMLP
 from innerloop.engine.tasks import TaskFamily
 from innerloop.engine.tasks.finite import FiniteTasks
 
 GRADIENT_HIDDEN = (40, 40)
+SPIKING_HIDDEN = (64,)
 
 
 def family(config: TrainConfig) -> TaskFamily:
@@ -38,6 +40,11 @@ def model(config: TrainConfig, fam: TaskFamily):
     if issubclass(cls, AmortizedAlgorithm):
         architecture = {k: v for k, v in config.algo_options.items() if k in cls.architecture_options()}
         return cls.network(fam, config.hidden, **architecture)
+    if getattr(fam, "spiking", False):
+        if config.backend != "snn":
+            raise ConfigError(f"task '{fam.name}' is spike trains, which only the snn backend runs",
+                              "add --backend snn")
+        return SpikingMLP(fam.input_dim, SPIKING_HIDDEN if config.hidden is None else config.hidden, fam.output_dim)
     hidden = GRADIENT_HIDDEN if config.hidden is None else config.hidden
     linear = fam.name == "linear" and not hidden
     return MLP(fam.input_dim, hidden, fam.output_dim, config.activation, bias=not linear)

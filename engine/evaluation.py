@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.func import vmap
 
 from innerloop import backends
 from innerloop.engine import build
@@ -170,7 +169,7 @@ def format_table(result: dict[str, Any]) -> str:
 def _entry(losses: torch.Tensor, learner: Learner, adapted: Params, batch: TaskBatch) -> dict[str, Any]:
     entry: dict[str, Any] = summarize(losses)
     if batch.is_classification:
-        logits = vmap(learner.predict)(adapted, batch.query_x)
+        logits = learner.predict_tasks(adapted, batch.query_x)
         correct = (logits.argmax(dim=-1) == batch.query_y).double().mean(dim=1)
         entry["accuracy"] = summarize(correct)
     return entry

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from innerloop.engine.errors import ConfigError, unknown_name
+from innerloop.engine.neuromorphic import neuromorphic
 
 BASELINE_LR = 0.01
 
@@ -292,5 +293,5 @@ def _figure_plot(document, methods, data, task_counts, path: Path) -> None:
     plt.close(fig)
 
 
-EXPERIMENTS = {"algorithm-table": algorithm_table, "figure-2.4": figure_2_4}
-OUTPUTS = {"algorithm-table": "algorithm_table", "figure-2.4": "figure_2_4"}
+EXPERIMENTS = {"algorithm-table": algorithm_table, "figure-2.4": figure_2_4, "neuromorphic": neuromorphic}
+OUTPUTS = {"algorithm-table": "algorithm_table", "figure-2.4": "figure_2_4", "neuromorphic": "neuromorphic"}

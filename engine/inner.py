@@ -41,6 +41,17 @@ def _step(lr: StepSize, name: str) -> float | torch.Tensor:
     return lr[name] if isinstance(lr, dict) else lr
 
 
+def inner_step(backend: Backend, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor,
+               lr: float) -> tuple[torch.Tensor, Params]:
+    """One inner step on every task: the backend's local learning rule when it has one
+    (``local_update``, e.g. the spiking backend's three-factor step, monograph eq. 6.5), otherwise
+    θ − α∇L (seed 000 eq. 2.1) from ``loss_and_grad``. Returns (per-task losses, new params)."""
+    if backend.supports("local_update"):
+        return backend.local_update(learner, params, x, y, lr)
+    loss, grads = backend.loss_and_grad(learner, params, x, y)
+    return loss, sgd_step(params, grads, lr)
+
+
 def sgd_trajectory(
     backend: Backend,
     learner: LearnerLike,
@@ -52,11 +63,18 @@ def sgd_trajectory(
     keep_states: bool = False,
     adapt: frozenset[str] | None = None,
 ) -> Trajectory:
-    """``steps`` gradient steps on each task's loss (per-task params, leading axis B)."""
+    """``steps`` gradient steps on each task's loss (per-task params, leading axis B). Plain steps
+    (all parameters, one step size, no kept states) are :func:`inner_step`s, so backends with a
+    local learning rule run their own."""
     states = [params] if keep_states else None
     grads_kept = [] if keep_states else None
     losses = []
+    local = not keep_states and adapt is None and not isinstance(lr, dict)
     for _ in range(steps):
+        if local:
+            loss, params = inner_step(backend, learner, params, x, y, lr)
+            losses.append(loss)
+            continue
         loss, grads = backend.loss_and_grad(learner, params, x, y)
         params = sgd_step(params, grads, lr, adapt)
         losses.append(loss)

@@ -34,6 +34,12 @@ class Learner:
     def predict(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         return self.model.apply(params, x)
 
+    def predict_tasks(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """Predictions for per-task params [B, ...] and inputs [B, K, ...]: the model's own batched
+        ``apply_batched`` when it has one (spiking networks), else ``vmap`` of ``apply``."""
+        batched = getattr(self.model, "apply_batched", None)
+        return batched(params, x) if batched is not None else torch.func.vmap(self.model.apply)(params, x)
+
     def check_batch(self, batch: TaskBatch) -> None:
         """Raise ShapeError when ``batch`` does not fit the model's input/output sizes."""
         model = self.model

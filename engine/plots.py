@@ -55,6 +55,10 @@ def adaptation(algorithm, family: TaskFamily, params: Params, path: Path, seed: 
         _regression_panels(algorithm, task, params, steps, path, title)
     elif family.input_dim == 2 and family.loss == "cross_entropy":
         _classification_panels(algorithm, family.sample(1, gen), params, steps, path, title)
+    elif getattr(family, "spiking", False):
+        _spike_raster_panels(algorithm, family.sample(1, gen), params, [0, algorithm.inner_steps], path, title)
+    elif family.loss == "cross_entropy":
+        _accuracy_panel(algorithm, family.sample(1, gen), params, steps, path, title)
     else:
         _scatter_panels(algorithm, family.sample(1, gen, queries=200), params, steps, path, title)
 
@@ -140,6 +144,43 @@ def _scatter_panels(algorithm, task, params, steps, path, title) -> None:
         ax.plot([lo, hi], [lo, hi], color="k", lw=1)
         ax.set(title=f"n = {n} step{'s' if n != 1 else ''}", xlabel="true query target", ylabel="prediction")
     fig.suptitle(title or "predictions on a held-out task", fontsize=10)
+    save_figure(fig, path)
+
+
+def _accuracy_panel(algorithm, task, params, steps, path, title) -> None:
+    """Query accuracy of one held-out classification task after n inner steps."""
+    truth = task.query_y[0]
+    accuracy = [float((_predict(algorithm, task, params, n, task.query_x[0]).argmax(-1) == truth).float().mean())
+                for n in steps]
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.bar([str(n) for n in steps], accuracy, color="tab:blue")
+    ax.axhline(1 / int(truth.max() + 1), color="k", ls="--", lw=1, label="chance")
+    ax.set(xlabel="inner steps", ylabel="query accuracy", ylim=(0, 1), title=title or "a held-out task")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def _spike_raster_panels(algorithm, task, params, steps, path, title) -> None:
+    """A held-out spiking task before and after adaptation: one query input's spike raster, and
+    the output neurons' spikes for every query example (rows grouped by true class)."""
+    order = task.query_y[0].argsort()
+    x, labels = task.query_x[0, order], task.query_y[0, order]
+    fig, axes = plt.subplots(1, 1 + len(steps), figsize=(3.6 * (1 + len(steps)), 3.4), squeeze=False)
+    t, c = np.nonzero(to_numpy(x[0]))
+    axes[0][0].scatter(t, c, s=4, marker="|", color="k")
+    axes[0][0].set(title=f"input spikes (class {int(labels[0])})", xlabel="time step", ylabel="channel")
+    model = algorithm.model
+    for ax, n in zip(axes[0][1:], steps):
+        adapted = algorithm.adapt(params, task, steps=n)
+        single = {k: v[:1] for k, v in adapted.items()}
+        spikes = model.simulate(single, x.unsqueeze(0).to(next(iter(single.values())).dtype))[-1].spikes[0]
+        counts = spikes.sum(dim=1)  # [M, out]
+        accuracy = float((counts.argmax(-1) == labels).float().mean())
+        raster = to_numpy(spikes.sum(dim=1).T)
+        ax.imshow(raster, aspect="auto", cmap="Greys", interpolation="nearest")
+        ax.set(title=f"n = {n}: output spike counts, acc {accuracy:.2f}", xlabel="query example (sorted by class)",
+               ylabel="output neuron")
+    fig.suptitle(title or "spiking learner on a held-out task", fontsize=10)
     save_figure(fig, path)
 
 

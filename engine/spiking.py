@@ -143,6 +143,10 @@ class SpikingMLP:
         """Spike counts Σ_t s_t of the output layer, [B, K, out]."""
         return records[-1].spikes.sum(dim=2)
 
+    def apply_batched(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """Spike counts [B, K, out] for per-task weights [B, out, in] and spikes [B, K, T, in]."""
+        return self.readout(self.simulate(params, x))
+
     def apply(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """Spike counts of the output layer for spikes x [B, K, T, in] (or [K, T, in] for one task)."""
         single = x.ndim == 3

@@ -112,3 +112,75 @@ def test_snn_errors_are_clear():
     with pytest.raises(il.ShapeError, match="per-point shape"):
         TaskBatch(torch.zeros(1, 2, 5, 3), torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, 6, 3),
                   torch.zeros(1, 2, dtype=torch.long))
+
+
+def test_double_motif_episodes():
+    family = il.tasks.make("double-motif", shots=2, queries=3, ways=5)
+    batch = family.sample(4, gen(0))
+    assert batch.support_x.shape == (4, 10, 30, 32) and batch.query_x.shape == (4, 15, 30, 32)
+    assert set(batch.support_x.unique().tolist()) <= {0.0, 1.0}
+    assert sorted(batch.support_y[0].tolist()) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    train = {tuple(p) for p in family.pairs["meta-train"].tolist()}
+    test = {tuple(p) for p in family.pairs["meta-test"].tolist()}
+    assert len(train) == 64 and len(test) == 36 and not train & test
+    held_out = family.split_view("meta-test").sample(3, gen(1)).task_params["pairs"]
+    assert all(tuple(p) in test for p in held_out.reshape(-1, 2).tolist())
+    assert family.sample(1, gen(0)).task_params["pairs"].shape == (1, 5, 2)
+    # labels are permuted per task: the same pair gets different labels across tasks
+    pairs = family.sample(200, gen(2)).task_params["pairs"]
+    first = {tuple(p) for p in pairs[:, 0].tolist()}
+    assert len(first) > 20
+    # samples are Bernoulli draws of their classes' (jittered) rates
+    draws = family.sample(300, gen(3))
+    rates = family.class_rates(draws.task_params["pairs"])
+    assert abs(float(draws.query_x.mean()) - float(rates.mean())) < 0.005
+    with pytest.raises(il.ConfigError, match="ways"):
+        il.tasks.make("double-motif", ways=40)
+
+
+def test_spiking_task_needs_the_snn_backend_and_trains_through_the_cli(tmp_path, capsys):
+    from innerloop.cli import main
+
+    assert main(["train", "--algo", "fomaml", "--task", "double-motif", "--backend", "cpu", "--iters", "1",
+                 "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "only the snn backend runs" in capsys.readouterr().err
+    run = tmp_path / "snn"
+    assert main(["train", "--algo", "fomaml", "--task", "double-motif", "--backend", "snn", "--iters", "3",
+                 "--meta-batch", "2", "--inner-lr", "0.5", "--eval-every", "3", "--eval-tasks", "2",
+                 "--out", str(run), "--quiet"]) == 0
+    assert (run / "adaptation.png").stat().st_size > 10_000
+    assert main(["eval", str(run), "--tasks", "4", "--steps", "0,1", "--quiet"]) == 0
+    assert "acc" in capsys.readouterr().out
+
+
+def test_neuromorphic_experiment_writes_json_png_and_raster(tmp_path):
+    from innerloop.engine.neuromorphic import EVAL_STEPS, neuromorphic, synaptic_operations
+
+    document = neuromorphic(tmp_path, iters=2, tasks=4, algorithms=["fomaml"], seeds=1)
+    for name in ("neuromorphic.json", "neuromorphic.png", "spike_raster.png"):
+        assert (tmp_path / name).stat().st_size > 1000, name
+    row = document["rows"][0]
+    assert set(row["meta_init"]["accuracy"]) == {str(n) for n in EVAL_STEPS}
+    assert row["meta_init"]["synaptic_operations"]["mean"] > 0
+    # the energy proxy counts presynaptic spikes times fan-out
+    model = SpikingMLP(3, (4,), 2)
+    params = {k: v.unsqueeze(0) for k, v in model.init(gen(0)).items()}
+    x = torch.zeros(1, 1, 5, 3)
+    x[0, 0, 2, 1] = 1.0
+    records = model.simulate(params, x)
+    expected = 1 * 4 + float(records[0].spikes.sum()) * 2
+    assert float(synaptic_operations(model, params, x)[0]) == expected
+
+
+def test_inner_loops_run_the_local_rule_with_their_own_error_mode():
+    learner, theta, _, x, y = _spiking_problem("leaky", tasks=2)
+    backend = il.backends.get("snn", dtype="float64", hidden_error="single_step", inner_error="readout_only")
+    batch = TaskBatch(x, y, x, y)
+    fomaml = il.algorithms.FOMAML(learner.model, backend, inner_lr=0.5, inner_steps=3)
+    adapted = fomaml.adapt(theta, batch)
+    assert torch.equal(adapted["layer0.weight"], theta["layer0.weight"].expand_as(adapted["layer0.weight"]))
+    assert not torch.equal(adapted["layer1.weight"], theta["layer1.weight"].expand_as(adapted["layer1.weight"]))
+    meta = fomaml.compute(theta, batch).grad  # the outer loop still trains the hidden layer
+    assert float(meta["layer0.weight"].abs().max()) > 0
+    reptile = il.algorithms.ALGORITHMS["reptile"](learner.model, backend, inner_lr=0.5, inner_steps=2)
+    assert float(reptile.compute(theta, batch).grad["layer0.weight"].abs().max()) == 0

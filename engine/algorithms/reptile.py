@@ -14,9 +14,9 @@ import torch
 from innerloop.backends.base import Backend
 from innerloop.engine.algorithms.base import MetaAlgorithm, MetaGradient, register
 from innerloop.engine.errors import require_positive
-from innerloop.engine.inner import cyclic_minibatch
+from innerloop.engine.inner import cyclic_minibatch, inner_step
 from innerloop.engine.learner import Learner
-from innerloop.engine.params import Params, add_scaled, mean_over_tasks, subtract
+from innerloop.engine.params import Params, mean_over_tasks, subtract
 from innerloop.engine.tasks import TaskBatch
 
 
@@ -50,8 +50,7 @@ class Reptile(MetaAlgorithm):
         losses = []
         for step in range(self.inner_steps):
             xb, yb = cyclic_minibatch(x, y, step, size)
-            loss, grads = self.backend.loss_and_grad(learner, params, xb, yb)
-            params = add_scaled(params, grads, -self.inner_lr)
+            loss, params = inner_step(self.backend, learner, params, xb, yb, self.inner_lr)
             losses.append(loss)
         task_losses = torch.stack(losses).mean(dim=0) if losses else self.backend.loss(learner, params, x, y)
         return MetaGradient(subtract(theta, mean_over_tasks(params)), task_losses)

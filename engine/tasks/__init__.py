@@ -6,6 +6,7 @@ from innerloop.engine.errors import check_keywords, unknown_name
 from innerloop.engine.tasks.base import SPLITS, TaskBatch, TaskFamily, TaskStream, derive_seed, generator_for
 from innerloop.engine.tasks.clusters import Clusters2D
 from innerloop.engine.tasks.digits import Digits
+from innerloop.engine.tasks.double_motif import DoubleMotif
 from innerloop.engine.tasks.episodes import EpisodeFamily, ExampleClass
 from innerloop.engine.tasks.gp import GaussianProcess1D
 from innerloop.engine.tasks.images import MiniImageNet, Omniglot
@@ -14,7 +15,8 @@ from innerloop.engine.tasks.sinusoid import Sinusoid
 
 FAMILIES: dict[str, type[TaskFamily]] = {
     cls.name: cls
-    for cls in (Sinusoid, GaussianProcess1D, Clusters2D, LinearRegression, Digits, Omniglot, MiniImageNet)
+    for cls in (Sinusoid, GaussianProcess1D, Clusters2D, LinearRegression, Digits, Omniglot, MiniImageNet,
+                DoubleMotif)
 }
 
 
@@ -27,7 +29,7 @@ def make(name: str, **options) -> TaskFamily:
 
 
 __all__ = [
-    "FAMILIES", "SPLITS", "Clusters2D", "Digits", "EpisodeFamily", "ExampleClass", "GaussianProcess1D",
+    "FAMILIES", "SPLITS", "Clusters2D", "Digits", "DoubleMotif", "EpisodeFamily", "ExampleClass", "GaussianProcess1D",
     "LinearRegression", "MiniImageNet", "Omniglot", "Sinusoid",
     "TaskBatch", "TaskFamily", "TaskStream", "derive_seed", "generator_for", "make",
 ]

@@ -204,7 +204,7 @@ def uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Ge
 
 def shuffle_points(x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shuffle points [B, N, D] and their labels [B, N] within each task (same permutation)."""
+    """Shuffle points [B, N, ...] and their labels [B, N] within each task (same permutation)."""
     order = torch.rand(labels.shape, generator=generator).argsort(dim=1)
-    x = torch.gather(x, 1, order[..., None].expand(-1, -1, x.shape[-1]))
+    x = torch.gather(x, 1, order.view(*order.shape, *([1] * (x.ndim - 2))).expand_as(x))
     return x, torch.gather(labels, 1, order)
