@@ -19,9 +19,11 @@ from innerloop.engine.errors import ConfigError, InnerloopError
 TRAIN_FLAGS = {  # flag → (TrainConfig field, type, help)
     "--algo": ("algo", str, "algorithm: maml, fomaml, reptile, imaml, cnp, latent-np, attentive-np, protonet, "
              "matchingnet (see `innerloop list`)"),
-    "--task": ("task", str, "task family: sinusoid, gp, clusters, linear, digits, omniglot, mini-imagenet"),
+    "--task": ("task", str, "task family: sinusoid, gp, clusters, linear, digits, omniglot, mini-imagenet, "
+               "double-motif (spike trains, --backend snn)"),
     "--backend": ("backend", str, "backend: cpu (fused MLP passes; --backend-option fused=false: torch.func), "
-                "torch (any torch device), triton (Triton kernels: CUDA GPU, or TRITON_INTERPRET=1)"),
+                "torch (any torch device), triton (Triton kernels: CUDA GPU, or TRITON_INTERPRET=1), "
+                "snn (spiking networks, three-factor rule)"),
     "--dtype": ("dtype", str, "float32 (default) or float64"),
     "--shots": ("shots", int, "support points per task (per class for classification)"),
     "--queries": ("queries", int, "query points per task (per class for classification)"),
