@@ -12,7 +12,8 @@ trains x [B, K, T, in]. Primitives:
   its own error mode ``inner_error`` (default: ``hidden_error``); the engine's inner loops
   (FOMAML's, Reptile's, evaluation's adaptation) use it, the meta-gradient uses ``hidden_error``
   — so e.g. ``inner_error="readout_only"`` adapts only the readout on the chip while the outer
-  loop still trains every layer;
+  loop still trains every layer; ``online=True`` applies it per time step inside the
+  simulation loop (:func:`~innerloop.engine.three_factor.online_update`, same total);
 * ``hvp`` — only with ``second_order=True``: double backward through the surrogate simulation,
   the reference for second-order MAML (Stewart & Neftci 2022). Without it, asking for MAML is a
   capability error that names FOMAML and Reptile.
@@ -31,7 +32,13 @@ from innerloop.backends.base import Backend, LearnerLike, Params
 from innerloop.backends.torch_func import parse_dtype
 from innerloop.engine.errors import ConfigError, unknown_name
 from innerloop.engine.spiking import SpikingMLP
-from innerloop.engine.three_factor import HIDDEN_ERRORS, feedback_matrices, readout_loss, three_factor_gradient
+from innerloop.engine.three_factor import (
+    HIDDEN_ERRORS,
+    feedback_matrices,
+    online_update,
+    readout_loss,
+    three_factor_gradient,
+)
 
 
 class SNNBackend(Backend):
@@ -46,6 +53,7 @@ class SNNBackend(Backend):
         dtype: torch.dtype | str = torch.float32,
         hidden_error: str = "single_step",
         inner_error: str | None = None,
+        online: bool = False,
         second_order: bool = False,
         feedback_seed: int = 0,
         capabilities: Iterable[str] | str | None = None,
@@ -64,6 +72,10 @@ class SNNBackend(Backend):
         self.dtype, self.device = parse_dtype(dtype), torch.device("cpu")
         self.hidden_error = hidden_error
         self.inner_error = inner_error or hidden_error
+        self.online = bool(online)
+        if self.online and self.inner_error == "bptt":
+            raise ConfigError("online=True applies the three-factor rule per step; it has no BPTT form",
+                              "pick inner_error single_step, feedback_alignment or readout_only")
         self.feedback_seed = int(feedback_seed)
         self._feedback: dict[int, list[torch.Tensor]] = {}
 
@@ -102,6 +114,13 @@ class SNNBackend(Backend):
         """One three-factor step (monograph eq. 6.5) with the inner-loop error mode ``inner_error``:
         per-task losses and θ − η·∇̂L. The engine's inner loops call this on backends that have it."""
         self._require("local_update")
+        if self.online:
+            model = self._model(learner)
+            with torch.no_grad():
+                records = model.simulate(params, x)
+                feedback = self._feedback_for(model) if self.inner_error == "feedback_alignment" else None
+                updated = online_update(model, params, records, y, learner.loss_name, lr, self.inner_error, feedback)
+                return readout_loss(model.readout(records), y, learner.loss_name), updated
         losses, grads = self._rule(learner, params, x, y, self.inner_error)
         return losses, {k: v - lr * grads[k] for k, v in params.items()}
 

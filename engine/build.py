@@ -44,7 +44,9 @@ def model(config: TrainConfig, fam: TaskFamily):
         if config.backend != "snn":
             raise ConfigError(f"task '{fam.name}' is spike trains, which only the snn backend runs",
                               "add --backend snn")
-        return SpikingMLP(fam.input_dim, SPIKING_HIDDEN if config.hidden is None else config.hidden, fam.output_dim)
+        readout = "count" if fam.loss == "cross_entropy" else "membrane"  # signed outputs for regression
+        return SpikingMLP(fam.input_dim, SPIKING_HIDDEN if config.hidden is None else config.hidden, fam.output_dim,
+                          readout=readout)
     hidden = GRADIENT_HIDDEN if config.hidden is None else config.hidden
     linear = fam.name == "linear" and not hidden
     return MLP(fam.input_dim, hidden, fam.output_dim, config.activation, bias=not linear)

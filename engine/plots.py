@@ -55,7 +55,7 @@ def adaptation(algorithm, family: TaskFamily, params: Params, path: Path, seed: 
         _regression_panels(algorithm, task, params, steps, path, title)
     elif family.input_dim == 2 and family.loss == "cross_entropy":
         _classification_panels(algorithm, family.sample(1, gen), params, steps, path, title)
-    elif getattr(family, "spiking", False):
+    elif getattr(family, "spiking", False) and family.loss == "cross_entropy":
         _spike_raster_panels(algorithm, family.sample(1, gen), params, [0, algorithm.inner_steps], path, title)
     elif family.loss == "cross_entropy":
         _accuracy_panel(algorithm, family.sample(1, gen), params, steps, path, title)

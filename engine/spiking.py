@@ -9,8 +9,9 @@ A :class:`SpikingMLP` maps spike trains x [..., T, in] through layers of snnTorc
 with s_t = Θ(u_t − ϑ) (eq. 6.1) and the subtractive reset r_{t−1} = s_{t−1} detached — the
 SRM of eq. 6.2 with α_t = β^t and refractory kernel −ϑβ^{t−1}. The surrogate derivative
 Θ′(x) = 1/(slope·|x| + 1)² (snnTorch's fast sigmoid) is used by the backward pass and by the
-three-factor rule alike. The readout is the output layer's spike count Σ_t s_t (logits for
-cross-entropy; divided by T as a rate for MSE).
+three-factor rule alike. The readout is the output layer's spike count Σ_t s_t (``count``: logits
+for cross-entropy, or targets for MSE), or its mean membrane potential (1/T)·Σ_t u_t with the
+output layer's reset switched off (``membrane``: a signed output, for regression).
 
 Parameters are ``layer{l}.weight`` [out, in] (no biases), with a leading task axis when
 batched; every simulation is batched over tasks and points with ``bmm``.
@@ -30,6 +31,7 @@ from innerloop.engine.errors import ConfigError, ShapeError
 from innerloop.engine.params import Params, check_shapes, count
 
 NEURONS = ("leaky", "synaptic")
+READOUTS = ("count", "membrane")
 
 
 @dataclass
@@ -47,12 +49,15 @@ class SpikingMLP:
 
     def __init__(self, in_dim: int, hidden: Sequence[int] = (64,), out_dim: int = 5, neuron: str = "leaky",
                  beta: float = 0.9, alpha: float = 0.8, threshold: float = 1.0, slope: float = 5.0,
-                 weight_scale: float = 1.0) -> None:
+                 weight_scale: float = 1.0, readout: str = "count") -> None:
         widths = [in_dim, *hidden, out_dim]
         if any(int(w) != w or w < 1 for w in widths):
             raise ConfigError(f"widths must be positive integers, got {widths}", "e.g. SpikingMLP(16, (64,), 5)")
         if neuron not in NEURONS:
             raise ConfigError(f"unknown neuron '{neuron}'", f"choose one of: {', '.join(NEURONS)}")
+        if readout not in READOUTS:
+            raise ConfigError(f"unknown readout '{readout}'", f"choose one of: {', '.join(READOUTS)}")
+        self.readout_kind = readout
         if not (0 < beta < 1 and 0 < alpha < 1):
             raise ConfigError(f"decay rates must lie in (0, 1), got beta={beta}, alpha={alpha}", "e.g. beta=0.9")
         self.widths = [int(w) for w in widths]
@@ -89,11 +94,12 @@ class SpikingMLP:
         """snnTorch neurons with decay rates in the run's dtype (the traces use the same values)."""
         spike_grad = surrogate.fast_sigmoid(slope=self.slope)
         beta, alpha = torch.tensor(self.beta, dtype=dtype), torch.tensor(self.alpha, dtype=dtype)
+        resets = ["subtract"] * (self.num_layers - 1) + ["none" if self.readout_kind == "membrane" else "subtract"]
         if self.neuron == "leaky":
-            return [snn.Leaky(beta=beta, threshold=self.threshold, spike_grad=spike_grad)
-                    for _ in range(self.num_layers)]
-        return [snn.Synaptic(alpha=alpha, beta=beta, threshold=self.threshold, spike_grad=spike_grad)
-                for _ in range(self.num_layers)]
+            return [snn.Leaky(beta=beta, threshold=self.threshold, spike_grad=spike_grad, reset_mechanism=r)
+                    for r in resets]
+        return [snn.Synaptic(alpha=alpha, beta=beta, threshold=self.threshold, spike_grad=spike_grad,
+                             reset_mechanism=r) for r in resets]
 
     def simulate(self, params: Params, x: torch.Tensor) -> list[Record]:
         """Run the network on spikes x [B, K, T, in] with per-task weights [B, out, in]."""
@@ -140,8 +146,16 @@ class SpikingMLP:
         return self.beta * traces[layer] + currents[layer], currents
 
     def readout(self, records: list[Record]) -> torch.Tensor:
-        """Spike counts Σ_t s_t of the output layer, [B, K, out]."""
+        """Output spike counts Σ_t s_t (``count``) or mean membranes (1/T)·Σ_t u_t, [B, K, out]."""
+        if self.readout_kind == "membrane":
+            return records[-1].membranes.mean(dim=2)
         return records[-1].spikes.sum(dim=2)
+
+    def readout_sensitivity(self, record: Record) -> torch.Tensor:
+        """∂(readout)/∂u_t of the output layer per step: Θ′(u_t − ϑ) for counts, 1/T for membranes."""
+        if self.readout_kind == "membrane":
+            return torch.full_like(record.membranes, 1.0 / record.membranes.shape[2])
+        return self.surrogate_derivative(record.membranes.detach())
 
     def apply_batched(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """Spike counts [B, K, out] for per-task weights [B, out, in] and spikes [B, K, T, in]."""
@@ -158,7 +172,7 @@ class SpikingMLP:
     def config(self) -> dict:
         return {"in_dim": self.in_dim, "hidden": list(self.hidden), "out_dim": self.out_dim, "neuron": self.neuron,
                 "beta": self.beta, "alpha": self.alpha, "threshold": self.threshold, "slope": self.slope,
-                "weight_scale": self.weight_scale}
+                "weight_scale": self.weight_scale, "readout": self.readout_kind}
 
     def __repr__(self) -> str:
         return f"SpikingMLP({self.widths}, neuron={self.neuron!r}, beta={self.beta}, slope={self.slope})"

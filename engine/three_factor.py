@@ -5,7 +5,8 @@
 
 for a :class:`~innerloop.engine.spiking.SpikingMLP` whose readout is the output spike count
 c_i = Σ_t s_{i,t}: the output error is e_{i,t} = ∂L/∂c_i at every step. With the reset
-detached this is exactly the surrogate BPTT gradient of the output layer. Hidden layers get
+detached this is exactly the surrogate BPTT gradient of the output layer. With the membrane
+readout m_i = (1/T)·Σ_t u_{i,t} (output reset off) the post factor is ∂m/∂u_t = 1/T. Hidden layers get
 their error from the layer above at the same step (no temporal credit), selectable:
 
 * ``single_step``        e^{(l−1)}_t = (e^{(l)}_t ⊙ post^{(l)}_t) W_l     (spatial backprop)
@@ -13,7 +14,8 @@ their error from the layer above at the same step (no temporal credit), selectab
 * ``readout_only``       only the output synapses are plastic (hidden gradients are 0)
 
 (``bptt``, autograd through time, is the reference the backend offers beside these.)
-This is the accumulated (eligibility-trace) form of the rule.
+:func:`three_factor_gradient` is the accumulated (eligibility-trace) form of the rule;
+:func:`online_update` applies it step by step inside the time loop, with the same total.
 """
 
 from __future__ import annotations
@@ -54,13 +56,21 @@ def feedback_matrices(model: SpikingMLP, generator: torch.Generator, dtype: torc
 def three_factor_gradient(model: SpikingMLP, params: Params, records: list[Record], y: torch.Tensor, loss: str,
                           hidden_error: str = "single_step", feedback: list[torch.Tensor] | None = None) -> Params:
     """Σ_t e·post·pre per layer, batched over tasks (eq. 6.4), from a simulation's records."""
+    return _step_gradient(model, params, records, model.readout(records).detach(), y, loss, hidden_error, feedback)
+
+
+def _step_gradient(model: SpikingMLP, params: Params, records: list[Record], counts: torch.Tensor, y: torch.Tensor,
+                   loss: str, hidden_error: str, feedback: list[torch.Tensor] | None) -> Params:
+    """Σ over the records' time steps of e·post·pre, with the output error of spike counts ``counts``."""
     if hidden_error not in HIDDEN_ERRORS[:-1]:
         raise unknown_name("hidden_error", hidden_error, HIDDEN_ERRORS[:-1])
-    error = output_error(model.readout(records).detach(), y, loss).unsqueeze(2).expand_as(records[-1].spikes)
+    error = output_error(counts, y, loss).unsqueeze(2).expand_as(records[-1].spikes)
     grads: Params = {}
     for layer in reversed(range(model.num_layers)):
         record = records[layer]
-        factor = error * model.surrogate_derivative(record.membranes.detach())
+        post = model.readout_sensitivity(record) if layer == model.num_layers - 1 \
+            else model.surrogate_derivative(record.membranes.detach())
+        factor = error * post
         grads[f"layer{layer}.weight"] = torch.einsum("bkti,bktj->bij", factor, record.pre)
         if layer == 0:
             break
@@ -75,3 +85,21 @@ def three_factor_gradient(model: SpikingMLP, params: Params, records: list[Recor
         else:
             error = torch.einsum("bkti,ij->bktj", factor, feedback[layer - 1])
     return {name: grads[name] for name in model.shapes()}
+
+
+def online_update(model: SpikingMLP, params: Params, records: list[Record], y: torch.Tensor, loss: str, lr: float,
+                  hidden_error: str = "single_step", feedback: list[torch.Tensor] | None = None) -> Params:
+    """The per-step (online) form of eq. 6.5: inside the loop over time, every synapse applies
+    w ← w − η·e_t·post_t·pre_t as soon as the step's three factors are available, the way a chip
+    updates its weights during a presentation (the pass's currents use the weights it started
+    with; the error e_t is broadcast per step). Its total over the pass equals the eligibility
+    form, θ − η·Σ_t e_t·post_t·pre_t."""
+    steps = records[0].spikes.shape[2]
+    counts = model.readout(records).detach()
+    updated = {k: v.clone() for k, v in params.items()}
+    for t in range(steps):
+        window = [Record(r.spikes[:, :, t:t + 1], r.membranes[:, :, t:t + 1], r.pre[:, :, t:t + 1]) for r in records]
+        step = _step_gradient(model, params, window, counts, y, loss, hidden_error, feedback)
+        for name, g in step.items():
+            updated[name] = updated[name] - lr * g
+    return updated

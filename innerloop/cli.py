@@ -20,7 +20,7 @@ TRAIN_FLAGS = {  # flag → (TrainConfig field, type, help)
     "--algo": ("algo", str, "algorithm: maml, fomaml, reptile, imaml, cnp, latent-np, attentive-np, protonet, "
              "matchingnet (see `innerloop list`)"),
     "--task": ("task", str, "task family: sinusoid, gp, clusters, linear, digits, omniglot, mini-imagenet, "
-               "double-motif (spike trains, --backend snn)"),
+               "double-motif, spiking-sinusoid, spiking-clusters, events (spike trains, --backend snn)"),
     "--backend": ("backend", str, "backend: cpu (fused MLP passes; --backend-option fused=false: torch.func), "
                 "torch (any torch device), triton (Triton kernels: CUDA GPU, or TRITON_INTERPRET=1), "
                 "snn (spiking networks, three-factor rule)"),

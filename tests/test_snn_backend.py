@@ -184,3 +184,56 @@ def test_inner_loops_run_the_local_rule_with_their_own_error_mode():
     assert float(meta["layer0.weight"].abs().max()) > 0
     reptile = il.algorithms.ALGORITHMS["reptile"](learner.model, backend, inner_lr=0.5, inner_steps=2)
     assert float(reptile.compute(theta, batch).grad["layer0.weight"].abs().max()) == 0
+
+
+@pytest.mark.parametrize("mode", ["single_step", "feedback_alignment", "readout_only"])
+def test_online_and_eligibility_forms_give_the_same_total_update(mode):
+    from innerloop.engine.three_factor import feedback_matrices, online_update, three_factor_gradient
+
+    learner, _, params, x, y = _spiking_problem("synaptic", hidden=(16, 8))
+    model = learner.model
+    records = model.simulate(params, x)
+    feedback = feedback_matrices(model, gen(5), torch.float64, "cpu")
+    grads = three_factor_gradient(model, params, records, y, "cross_entropy", mode, feedback)
+    online = online_update(model, params, records, y, "cross_entropy", 0.3, mode, feedback)
+    assert rel_err({k: online[k] - params[k] for k in params}, {k: -0.3 * g for k, g in grads.items()}) < 1e-12
+
+
+def test_online_local_updates_through_the_backend():
+    learner, _, params, x, y = _spiking_problem("leaky")
+    eligibility = il.backends.get("snn", dtype="float64").local_update(learner, params, x, y, lr=0.4)[1]
+    online = il.backends.get("snn", dtype="float64", online=True).local_update(learner, params, x, y, lr=0.4)[1]
+    assert rel_err(online, eligibility) < 1e-12
+    with pytest.raises(il.ConfigError, match="no BPTT form"):
+        il.backends.get("snn", online=True, inner_error="bptt")
+
+
+def test_membrane_readout_three_factor_gradient_equals_bptt_for_regression():
+    g = gen(4)
+    model = SpikingMLP(12, (20,), 2, readout="membrane")
+    theta = model.init(g, dtype=torch.float64)
+    params = {k: v + 0.1 * torch.randn(3, *v.shape, generator=g, dtype=torch.float64) for k, v in theta.items()}
+    x = (torch.rand(3, 4, 20, 12, generator=g, dtype=torch.float64) < 0.3).double()
+    y = torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
+    learner = Learner(model, "mse")
+    _, rule = il.backends.get("snn", dtype="float64").loss_and_grad(learner, params, x, y)
+    _, ref = il.backends.get("snn", dtype="float64", hidden_error="bptt").loss_and_grad(learner, params, x, y)
+    assert float((rule["layer1.weight"] - ref["layer1.weight"]).norm() / ref["layer1.weight"].norm()) < 1e-10
+    assert _cosine(rule["layer0.weight"], ref["layer0.weight"]) > 0.5
+
+
+@pytest.mark.parametrize("name", ["spiking-sinusoid", "spiking-clusters"])
+@pytest.mark.parametrize("coding", ["rate", "latency"])
+def test_spike_encoded_families(name, coding):
+    family = il.tasks.make(name, coding=coding, steps=12, channels=8)
+    batch = family.sample(3, gen(0))
+    assert batch.support_x.shape[2:] == (12, family.input_dim) and set(batch.support_x.unique().tolist()) <= {0, 1}
+    if coding == "latency":  # at most one spike per channel
+        assert float(batch.support_x.sum(dim=2).max()) <= 1
+    again = family.sample(3, gen(0))
+    assert torch.equal(again.support_x, batch.support_x)  # reproducible from the stream's generator
+    d = family.base.input_dim
+    intensity = family.intensities(torch.stack([torch.full((d,), family.low), torch.full((d,), family.high)]))
+    assert intensity.shape == (2, 8 * family.base.input_dim) and int(intensity[0].argmax()) == 0
+    with pytest.raises(il.ConfigError, match="unknown coding"):
+        il.tasks.make(name, coding="phase")

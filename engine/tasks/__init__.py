@@ -8,15 +8,17 @@ from innerloop.engine.tasks.clusters import Clusters2D
 from innerloop.engine.tasks.digits import Digits
 from innerloop.engine.tasks.double_motif import DoubleMotif
 from innerloop.engine.tasks.episodes import EpisodeFamily, ExampleClass
+from innerloop.engine.tasks.events import EventFolder
 from innerloop.engine.tasks.gp import GaussianProcess1D
 from innerloop.engine.tasks.images import MiniImageNet, Omniglot
 from innerloop.engine.tasks.linear import LinearRegression
 from innerloop.engine.tasks.sinusoid import Sinusoid
+from innerloop.engine.tasks.spike_encoded import SpikingClusters, SpikingSinusoid
 
 FAMILIES: dict[str, type[TaskFamily]] = {
     cls.name: cls
     for cls in (Sinusoid, GaussianProcess1D, Clusters2D, LinearRegression, Digits, Omniglot, MiniImageNet,
-                DoubleMotif)
+                DoubleMotif, EventFolder, SpikingSinusoid, SpikingClusters)
 }
 
 
@@ -29,7 +31,7 @@ def make(name: str, **options) -> TaskFamily:
 
 
 __all__ = [
-    "FAMILIES", "SPLITS", "Clusters2D", "Digits", "DoubleMotif", "EpisodeFamily", "ExampleClass", "GaussianProcess1D",
-    "LinearRegression", "MiniImageNet", "Omniglot", "Sinusoid",
+    "FAMILIES", "SPLITS", "Clusters2D", "Digits", "DoubleMotif", "EpisodeFamily", "EventFolder", "ExampleClass",
+    "GaussianProcess1D", "LinearRegression", "MiniImageNet", "Omniglot", "Sinusoid",
     "TaskBatch", "TaskFamily", "TaskStream", "derive_seed", "generator_for", "make",
 ]
