@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -172,8 +173,9 @@ def test_kernels_compile_for_sm90_within_the_spill_budget():
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     reports = json.loads(result.stdout.strip().splitlines()[-1])
+    lines = [f"{r['kernel']} {r['widths']} {r['activation']}: {r['registers']} registers, {r['stack_bytes']} B "
+             f"stack/thread (budget {STACK_BUDGET[r['kernel']]})" for r in reports]
+    warnings.warn("sm_90 resource report (shown in the CI log's warnings summary):\n" + "\n".join(lines), stacklevel=1)
     for report in reports:
-        print(f"sm_90 {report['widths']} {report['activation']}: {report['kernel']} {report['registers']} registers, "
-              f"{report['stack_bytes']} B stack/thread")
         assert report["stack_bytes"] <= STACK_BUDGET[report["kernel"]], report
     assert {r["kernel"] for r in reports} == set(STACK_BUDGET)
