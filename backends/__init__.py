@@ -23,6 +23,7 @@ class BackendInfo:
     capabilities: frozenset[str]
     available: bool
     reason: str | None
+    optional: dict[str, str]  # capabilities offered only with an option: capability → option
 
 
 _REGISTRY: dict[str, str] = {}
@@ -58,7 +59,7 @@ def names() -> list[str]:
 def describe(name: str) -> BackendInfo:
     cls = _load(name)
     reason = cls.unavailable_reason()
-    return BackendInfo(name, cls.description, frozenset(cls.provides), reason is None, reason)
+    return BackendInfo(name, cls.description, frozenset(cls.provides), reason is None, reason, dict(cls.optional))
 
 
 def available() -> list[str]:

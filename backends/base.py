@@ -56,6 +56,7 @@ class Backend:
 
     name: str = "abstract"
     provides: frozenset[str] = frozenset()
+    optional: dict[str, str] = {}  # capability → the option that turns it on (not offered by default)
     description: str = ""
     dtype: torch.dtype = torch.float32
     device: torch.device = torch.device("cpu")

@@ -46,7 +46,8 @@ class SNNBackend(Backend):
 
     name = "snn"
     provides = frozenset({"loss", "loss_and_grad", "local_update", "hvp"})
-    description = "spiking LIF networks (snnTorch) trained by the three-factor rule; hvp only with second_order=True"
+    description = "spiking LIF networks (snnTorch) trained by the three-factor rule"
+    optional = {"hvp": "second_order=true"}
 
     def __init__(
         self,

@@ -66,6 +66,7 @@ class TorchFuncBackend(Backend):
     provides = frozenset({"loss", "loss_and_grad", "hvp", "autograd", "meta_gradient"})
     description = "torch.func (vmap/grad/jvp) on any torch device; the GPU baseline (fused=True: fused MLP passes)"
     default_fused = False
+    optional = {"meta_gradient": "fused=true"}
 
     def __init__(
         self,
@@ -171,6 +172,7 @@ class CPUBackend(TorchFuncBackend):
     description = ("CPU: fused closed-form MLP passes, torch.func for other learners "
                    "(fused=False: pure torch.func oracle)")
     default_fused = True
+    optional: dict[str, str] = {}
 
     def __init__(
         self, dtype: torch.dtype | str = torch.float32, capabilities: Iterable[str] | str | None = None,

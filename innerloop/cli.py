@@ -323,7 +323,9 @@ def _list(args: argparse.Namespace) -> int:
         info = backends.describe(name)
         state = "available" if info.available else f"unavailable: {info.reason}"
         print(f"  {name:<9} {info.description} [{state}]")
-        print(f"  {'':<9} capabilities: {', '.join(sorted(info.capabilities))}")
+        optional = "".join(f"; {c} with --backend-option {o}" for c, o in sorted(info.optional.items()))
+        offered = sorted(set(info.capabilities) - set(info.optional))
+        print(f"  {'':<9} capabilities: {', '.join(offered)}{optional}")
     return 0
 
 
