@@ -71,5 +71,6 @@ register("cpu", "innerloop.backends.torch_func:CPUBackend")
 register("torch", "innerloop.backends.torch_func:TorchFuncBackend")
 register("triton", "innerloop.backends.triton_backend:TritonBackend")
 register("snn", "innerloop.backends.snn_backend:SNNBackend")
+register("quantum", "innerloop.backends.quantum_backend:QuantumBackend")
 
 __all__ = ["CAPABILITIES", "Backend", "BackendInfo", "available", "describe", "get", "names", "register"]

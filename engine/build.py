@@ -11,6 +11,7 @@ from innerloop.engine.algorithms import Algorithm, AmortizedAlgorithm
 from innerloop.engine.config import TrainConfig
 from innerloop.engine.errors import ConfigError, check_keywords
 from innerloop.engine.models import MLP
+from innerloop.engine.quantum import ReuploadingPQC
 from innerloop.engine.spiking import SpikingMLP
 from innerloop.engine.tasks import TaskFamily
 from innerloop.engine.tasks.finite import FiniteTasks
@@ -47,6 +48,8 @@ def model(config: TrainConfig, fam: TaskFamily):
         readout = "count" if fam.loss == "cross_entropy" else "membrane"  # signed outputs for regression
         return SpikingMLP(fam.input_dim, SPIKING_HIDDEN if config.hidden is None else config.hidden, fam.output_dim,
                           readout=readout)
+    if config.backend == "quantum":
+        return ReuploadingPQC(fam.input_dim, qubits=max(4, fam.output_dim), layers=3, out_dim=fam.output_dim)
     hidden = GRADIENT_HIDDEN if config.hidden is None else config.hidden
     linear = fam.name == "linear" and not hidden
     return MLP(fam.input_dim, hidden, fam.output_dim, config.activation, bias=not linear)

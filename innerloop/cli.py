@@ -23,7 +23,7 @@ TRAIN_FLAGS = {  # flag → (TrainConfig field, type, help)
                "double-motif, spiking-sinusoid, spiking-clusters, events (spike trains, --backend snn)"),
     "--backend": ("backend", str, "backend: cpu (fused MLP passes; --backend-option fused=false: torch.func), "
                 "torch (any torch device), triton (Triton kernels: CUDA GPU, or TRITON_INTERPRET=1), "
-                "snn (spiking networks, three-factor rule)"),
+                "snn (spiking networks, three-factor rule), quantum (PennyLane circuits)"),
     "--dtype": ("dtype", str, "float32 (default) or float64"),
     "--shots": ("shots", int, "support points per task (per class for classification)"),
     "--queries": ("queries", int, "query points per task (per class for classification)"),
