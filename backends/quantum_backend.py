@@ -21,28 +21,15 @@ from collections.abc import Iterable
 
 import pennylane as qml
 import torch
-import torch.nn.functional as F
 
+from innerloop.backends import autograd_reference
 from innerloop.backends.base import Backend, LearnerLike, Params
 from innerloop.backends.torch_func import parse_dtype
+from innerloop.engine import losses
 from innerloop.engine.errors import ConfigError
 from innerloop.engine.quantum import ReuploadingPQC
 
 DIFF_METHODS = ("backprop", "adjoint", "parameter-shift")
-
-
-def _task_losses(pred: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    if loss == "cross_entropy":
-        return F.cross_entropy(pred.transpose(1, 2), y.long(), reduction="none").mean(dim=1)
-    return ((pred - y) ** 2).flatten(1).mean(dim=1)
-
-
-def _loss_gradient(pred: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    """∂L_b/∂pred [B, K, out] of :func:`_task_losses`."""
-    points = pred.shape[1]
-    if loss == "cross_entropy":
-        return (torch.softmax(pred, -1) - F.one_hot(y.long(), pred.shape[-1]).to(pred.dtype)) / points
-    return 2 * (pred - y) / (points * pred.shape[-1])
 
 
 class QuantumBackend(Backend):
@@ -113,7 +100,7 @@ class QuantumBackend(Backend):
     # -- primitives ---------------------------------------------------------------------------
     def loss(self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self._require("loss")
-        return _task_losses(self._predict(self._model(learner), params, x)[1], y, learner.loss_name)
+        return losses.batched(self._predict(self._model(learner), params, x)[1], y, learner.loss_name)
 
     def loss_and_grad(
         self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor
@@ -122,11 +109,8 @@ class QuantumBackend(Backend):
         model = self._model(learner)
         if self.diff_method == "parameter-shift":
             return self._shift_rule(model, params, x, y, learner.loss_name)
-        with torch.enable_grad():
-            leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-            losses = _task_losses(self._predict(model, leaves, x)[1], y, learner.loss_name)
-            grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
-        return losses.detach(), dict(zip(leaves, grads))
+        return autograd_reference.loss_and_grad(
+            lambda p: losses.batched(self._predict(model, p, x)[1], y, learner.loss_name), params)
 
     def _shift_rule(self, model: ReuploadingPQC, params: Params, x: torch.Tensor, y: torch.Tensor,
                     loss: str) -> tuple[torch.Tensor, Params]:
@@ -134,7 +118,7 @@ class QuantumBackend(Backend):
         tasks, points = x.shape[:2]
         with torch.no_grad():
             z, pred = self._predict(model, params, x)
-            losses = _task_losses(pred, y, loss)
+            task_losses = losses.batched(pred, y, loss)
             weights = params["weights"].expand(tasks, *params["weights"].shape[-3:])
             count = weights[0].numel()
             shifts = (math.pi / 2) * torch.eye(count, dtype=weights.dtype).reshape(count, *weights.shape[1:])
@@ -144,19 +128,15 @@ class QuantumBackend(Backend):
             values = self.expectations(model, shifted, inputs)  # [B, 2, P, K, out]
             dz = (values[:, 0] - values[:, 1]) / 2  # ∂⟨Z_j⟩/∂θ_i at each point: [B, P, K, out]
             scale = params["scale"].expand(tasks, model.out_dim)
-            upstream = _loss_gradient(pred, y, loss)  # [B, K, out]
+            upstream = losses.batched_gradient(pred, y, loss)  # [B, K, out]
             grad_w = torch.einsum("bko,bpko->bp", upstream * scale.unsqueeze(1), dz).reshape(weights.shape)
             grad_s = (upstream * z).sum(dim=1)
-        return losses, {"weights": grad_w, "scale": grad_s}
+        return task_losses, {"weights": grad_w, "scale": grad_s}
 
     def hvp(
         self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor, vector: Params
     ) -> Params:
         self._require("hvp")
         model = self._model(learner)
-        with torch.enable_grad():
-            leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-            losses = _task_losses(self._predict(model, leaves, x)[1], y, learner.loss_name)
-            grads = torch.autograd.grad(losses.sum(), list(leaves.values()), create_graph=True)
-            dot = sum((g * vector[k]).sum() for g, k in zip(grads, leaves))
-            return dict(zip(leaves, torch.autograd.grad(dot, list(leaves.values()))))
+        return autograd_reference.hvp(
+            lambda p: losses.batched(self._predict(model, p, x)[1], y, learner.loss_name), params, vector)

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 
 import torch
 
+from innerloop.backends import autograd_reference
 from innerloop.backends.base import Backend, LearnerLike, Params
 from innerloop.backends.torch_func import parse_dtype
 from innerloop.engine.errors import ConfigError, unknown_name
@@ -142,21 +143,14 @@ class SNNBackend(Backend):
         self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor, vector: Params
     ) -> Params:
         self._require("hvp")
-        model = self._model(learner)
-        with torch.enable_grad():
-            leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-            losses = readout_loss(model.readout(model.simulate(leaves, x)), y, learner.loss_name)
-            grads = torch.autograd.grad(losses.sum(), list(leaves.values()), create_graph=True)
-            dot = sum((g * vector[k]).sum() for g, k in zip(grads, leaves))
-            products = torch.autograd.grad(dot, list(leaves.values()), allow_unused=True)
-        return {k: torch.zeros_like(v) if h is None else h for (k, v), h in zip(leaves.items(), products)}
+        return autograd_reference.hvp(self._surrogate_losses(learner, x, y), params, vector)
 
     def _autograd(self, learner: LearnerLike, params: Params, x: torch.Tensor,
                   y: torch.Tensor) -> tuple[torch.Tensor, Params]:
         """Surrogate-gradient BPTT through the snnTorch simulation (the reference)."""
+        return autograd_reference.loss_and_grad(self._surrogate_losses(learner, x, y), params)
+
+    def _surrogate_losses(self, learner: LearnerLike, x: torch.Tensor, y: torch.Tensor):
+        """params → per-task losses through the simulation (differentiable via the surrogate)."""
         model = self._model(learner)
-        with torch.enable_grad():
-            leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-            losses = readout_loss(model.readout(model.simulate(leaves, x)), y, learner.loss_name)
-            grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
-        return losses.detach(), dict(zip(leaves, grads))
+        return lambda p: readout_loss(model.readout(model.simulate(p, x)), y, learner.loss_name)

@@ -30,3 +30,20 @@ def get(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if name not in LOSSES:
         raise unknown_name("loss", name, LOSSES)
     return LOSSES[name]
+
+
+def batched(pred: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """Per-task loss [B] of predictions [B, K, out]: mean cross-entropy over points (pred as logits,
+    integer targets [B, K]) or MSE over points and outputs."""
+    if loss == "cross_entropy":
+        return F.cross_entropy(pred.transpose(1, 2), target.long(), reduction="none").mean(dim=1)
+    get(loss)
+    return ((pred - target) ** 2).flatten(1).mean(dim=1)
+
+
+def batched_gradient(pred: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """∂L_b/∂pred [B, K, out] of :func:`batched`."""
+    points = pred.shape[1]
+    if loss == "cross_entropy":
+        return (torch.softmax(pred, -1) - F.one_hot(target.long(), pred.shape[-1]).to(pred.dtype)) / points
+    return 2 * (pred - target) / (points * pred.shape[-1])

@@ -21,8 +21,8 @@ their error from the layer above at the same step (no temporal credit), selectab
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from innerloop.engine import losses
 from innerloop.engine.errors import unknown_name
 from innerloop.engine.params import Params
 from innerloop.engine.spiking import Record, SpikingMLP
@@ -30,19 +30,14 @@ from innerloop.engine.spiking import Record, SpikingMLP
 HIDDEN_ERRORS = ("single_step", "feedback_alignment", "readout_only", "bptt")
 
 
-def readout_loss(counts: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    """Per-task loss [B] of spike counts [B, K, out]: cross-entropy on counts as logits, or MSE."""
-    if loss == "cross_entropy":
-        return F.cross_entropy(counts.transpose(1, 2), y.long(), reduction="none").mean(dim=1)
-    return ((counts - y) ** 2).flatten(1).mean(dim=1)
+def readout_loss(readout: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """Per-task loss [B] of readouts [B, K, out]: cross-entropy on spike counts as logits, or MSE."""
+    return losses.batched(readout, y, loss)
 
 
-def output_error(counts: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    """∂L_b/∂c [B, K, out] of :func:`readout_loss`."""
-    points = counts.shape[1]
-    if loss == "cross_entropy":
-        return (torch.softmax(counts, dim=-1) - F.one_hot(y.long(), counts.shape[-1]).to(counts.dtype)) / points
-    return 2.0 * (counts - y) / (points * counts.shape[-1])
+def output_error(readout: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """∂L_b/∂readout [B, K, out] of :func:`readout_loss`."""
+    return losses.batched_gradient(readout, y, loss)
 
 
 def feedback_matrices(model: SpikingMLP, generator: torch.Generator, dtype: torch.dtype,
