@@ -18,6 +18,7 @@ from innerloop.engine.tasks.finite import FiniteTasks
 
 GRADIENT_HIDDEN = (40, 40)
 SPIKING_HIDDEN = (64,)
+SPIKING_INNER_LR = 0.5  # three-factor steps on spike counts (issue 7's η_in); MLP defaults are ~0.01
 
 
 def family(config: TrainConfig) -> TaskFamily:
@@ -72,6 +73,8 @@ def algorithm(config: TrainConfig, net, bk: Backend) -> Algorithm:
     else:
         if config.inner_lr is not None:
             options["inner_lr"] = config.inner_lr
+        elif isinstance(net, SpikingMLP) and "inner_lr" in inspect.signature(cls).parameters:
+            options["inner_lr"] = SPIKING_INNER_LR
         if config.inner_steps is not None:
             options["inner_steps"] = config.inner_steps
     return algorithms.make(config.algo, net, bk, **options)

@@ -237,3 +237,15 @@ def test_spike_encoded_families(name, coding):
     assert intensity.shape == (2, 8 * family.base.input_dim) and int(intensity[0].argmax()) == 0
     with pytest.raises(il.ConfigError, match="unknown coding"):
         il.tasks.make(name, coding="phase")
+
+
+def test_spiking_runs_default_to_the_three_factor_step_size():
+    from innerloop.engine import build
+    from innerloop.engine.config import TrainConfig
+
+    config = TrainConfig(algo="fomaml", task="double-motif", backend="snn")
+    family = build.family(config)
+    algorithm = build.algorithm(config, build.model(config, family), build.backend(config))
+    assert algorithm.inner_lr == build.SPIKING_INNER_LR == 0.5
+    explicit = TrainConfig(algo="fomaml", task="double-motif", backend="snn", inner_lr=0.1)
+    assert build.algorithm(explicit, build.model(explicit, family), build.backend(explicit)).inner_lr == 0.1
