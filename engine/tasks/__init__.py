@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from innerloop.engine.errors import check_keywords, unknown_name
 from innerloop.engine.tasks.base import SPLITS, TaskBatch, TaskFamily, TaskStream, derive_seed, generator_for
+from innerloop.engine.tasks.binary_prototype import BinaryPrototypeRegression
 from innerloop.engine.tasks.clusters import Clusters2D
 from innerloop.engine.tasks.digits import Digits
 from innerloop.engine.tasks.double_motif import DoubleMotif
@@ -18,7 +19,7 @@ from innerloop.engine.tasks.spike_encoded import SpikingClusters, SpikingSinusoi
 FAMILIES: dict[str, type[TaskFamily]] = {
     cls.name: cls
     for cls in (Sinusoid, GaussianProcess1D, Clusters2D, LinearRegression, Digits, Omniglot, MiniImageNet,
-                DoubleMotif, EventFolder, SpikingSinusoid, SpikingClusters)
+                DoubleMotif, EventFolder, SpikingSinusoid, SpikingClusters, BinaryPrototypeRegression)
 }
 
 
