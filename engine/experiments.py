@@ -27,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from innerloop.engine.errors import ConfigError, unknown_name
+from innerloop.engine.experiment_setup import prepare
 from innerloop.engine.neuromorphic import neuromorphic
 
 BASELINE_LR = 0.01
@@ -101,15 +101,7 @@ def _table_run(args: tuple[str, int, int, int, int, str]) -> dict[str, Any]:
 def algorithm_table(out: str | Path, iters: int = 2000, shots: tuple[int, ...] = (5, 10), tasks: int = 500,
                     algorithms: list[str] | None = None, seed: int = 0, jobs: int = 1) -> dict[str, Any]:
     """Run the table (see module docstring); returns the JSON document it writes."""
-    known = gradient_algorithms()
-    algorithms = algorithms or known
-    for name in algorithms:
-        if name not in known:
-            raise unknown_name("gradient-lens algorithm", name, known)
-    if int(jobs) != jobs or jobs < 1:
-        raise ConfigError(f"jobs must be a positive integer, got {jobs}", "e.g. --jobs 2")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    algorithms, out = prepare("gradient-lens algorithm", algorithms, gradient_algorithms(), jobs, out)
     work = [(algo, k, iters, tasks, seed, str(out)) for algo in algorithms for k in shots]
     rows = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -237,12 +229,7 @@ def figure_2_4(out: str | Path, iters: int = 1000, tasks: int = 200, algorithms:
                task_counts: tuple[int, ...] = (4, 16, 64), fixed_data: int = 10, fixed_tasks: int = 16
                ) -> dict[str, Any]:
     """Run the Figure 2.4 sweep (see module docstring); returns the JSON document it writes."""
-    methods = algorithms or list(FIGURE_METHODS)
-    for name in methods:
-        if name not in FIGURE_METHODS:
-            raise unknown_name("Figure 2.4 method", name, FIGURE_METHODS)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    methods, out = prepare("Figure 2.4 method", algorithms, list(FIGURE_METHODS), jobs, out)
     grid = sorted({(n, fixed_tasks) for n in data} | {(fixed_data, k) for k in task_counts})
     work = [(m, n, k, iters, tasks, seed, str(out)) for n, k in grid for m in methods]
     with ProcessPoolExecutor(max_workers=jobs) as pool:

@@ -33,7 +33,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from innerloop.engine.config import TrainConfig  # noqa: E402
-from innerloop.engine.errors import unknown_name  # noqa: E402
+from innerloop.engine.experiment_setup import prepare  # noqa: E402
+from innerloop.engine.inner import inner_step  # noqa: E402
+from innerloop.engine.learner import Learner  # noqa: E402
+from innerloop.engine.params import cast, expand_to_tasks  # noqa: E402
 from innerloop.engine.stats import summarize  # noqa: E402
 from innerloop.engine.tasks import generator_for  # noqa: E402
 
@@ -57,18 +60,23 @@ def synaptic_operations(model, params: dict, x: torch.Tensor) -> torch.Tensor:
 
 
 def _evaluate(algorithm, params: dict, family, tasks: int, seed: int) -> dict[str, Any]:
-    """Accuracy vs inner steps and synaptic operations per adaptation on held-out tasks."""
+    """Accuracy vs inner steps and synaptic operations per adaptation on held-out tasks, along one
+    inner trajectory of the backend's local rule (what ``algorithm.adapt`` runs for FOMAML/Reptile)."""
     batch = family.split_view("meta-test").sample(tasks, generator_for(seed, "neuromorphic-eval"))
-    model = algorithm.model
-    accuracy = {}
+    batch = batch.to(algorithm.backend.dtype, algorithm.backend.device)
+    model, learner = algorithm.model, Learner(algorithm.model, family.loss)
+    adapted = expand_to_tasks(cast(params, algorithm.backend.dtype, algorithm.backend.device), tasks)
+    accuracy, synops = {}, torch.zeros(tasks, dtype=torch.float64)
     with torch.no_grad():
-        for n in EVAL_STEPS:
-            adapted = algorithm.adapt(params, batch, steps=n)
-            correct = (model.apply_batched(adapted, batch.query_x).argmax(-1) == batch.query_y).double()
-            accuracy[str(n)] = summarize(correct.mean(dim=1))
-        synops = sum(synaptic_operations(model, algorithm.adapt(params, batch, steps=n), batch.support_x)
-                     for n in range(INNER_STEPS))
-    return {"accuracy": accuracy, "synaptic_operations": summarize(synops.double())}
+        for n in range(max(EVAL_STEPS) + 1):
+            if n in EVAL_STEPS:
+                correct = (model.apply_batched(adapted, batch.query_x).argmax(-1) == batch.query_y).double()
+                accuracy[str(n)] = summarize(correct.mean(dim=1))
+            if n < INNER_STEPS:  # the forward passes of an N-step adaptation
+                synops += synaptic_operations(model, adapted, batch.support_x).double()
+            _, adapted = inner_step(algorithm.backend, learner, adapted, batch.support_x, batch.support_y,
+                                    algorithm.inner_lr)
+    return {"accuracy": accuracy, "synaptic_operations": summarize(synops)}
 
 
 def _run(args: tuple[str, int, int, int, str]) -> dict[str, Any]:
@@ -98,12 +106,7 @@ def _run(args: tuple[str, int, int, int, str]) -> dict[str, Any]:
 def neuromorphic(out: str | Path, iters: int = 400, tasks: int = 300, algorithms: list[str] | None = None,
                  seed: int = 0, jobs: int = 1, seeds: int = 3) -> dict[str, Any]:
     """Run every variant for ``seeds`` seeds (seed, seed+1, ...); returns the JSON document it writes."""
-    variants = algorithms or list(VARIANTS)
-    for name in variants:
-        if name not in VARIANTS:
-            raise unknown_name("neuromorphic variant", name, VARIANTS)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    variants, out = prepare("neuromorphic variant", algorithms, list(VARIANTS), jobs, out)
     work = [(v, seed + s, iters, tasks, str(out)) for v in variants for s in range(seeds)]
     rows = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
