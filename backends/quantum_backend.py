@@ -1,4 +1,8 @@
-"""The ``quantum`` backend: PQC learners on PennyLane devices (monograph §6.2; issue 8, part 1).
+"""The ``quantum`` backend: PQC learners on PennyLane devices (monograph §6.2; issue 8).
+
+Two kinds of learner: data re-uploading regressors/classifiers (:class:`ReuploadingPQC`, the
+squared/cross-entropy loss of their expectation readout) and Born machines over binary network
+weights (:class:`BornMachine`, the variational free energy; :mod:`.born_primitives`).
 
 Options: ``device`` (any PennyLane device name, e.g. "default.qubit", "lightning.qubit"),
 ``diff_method`` and ``shots``:
@@ -11,7 +15,8 @@ Options: ``device`` (any PennyLane device name, e.g. "default.qubit", "lightning
   call; with ``shots`` each expectation is a sample mean (first order only).
 
 Every mode offers ``loss`` (ES-MAML needs only that). Task batches run as one broadcast circuit
-over (task, point) pairs.
+over (task, point) pairs. ``seed`` fixes the shot noise and the classifier KL estimator's draws;
+``executions`` counts circuit executions and shots spent by the Born-machine primitives.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ import torch
 
 from innerloop.backends import autograd_reference
 from innerloop.backends.base import Backend, LearnerLike, Params
+from innerloop.backends.born_primitives import BornPrimitives, Executions
 from innerloop.backends.torch_func import parse_dtype
 from innerloop.engine import losses
+from innerloop.engine.born_machine import BornMachine
 from innerloop.engine.errors import ConfigError
 from innerloop.engine.quantum import ReuploadingPQC
 
@@ -41,7 +48,7 @@ class QuantumBackend(Backend):
     description = "parametrized quantum circuits on PennyLane devices (backprop, adjoint or parameter-shift + shots)"
 
     def __init__(self, dtype: torch.dtype | str = torch.float64, device: str = "default.qubit",
-                 diff_method: str = "backprop", shots: int | None = None,
+                 diff_method: str = "backprop", shots: int | None = None, seed: int = 0,
                  capabilities: Iterable[str] | str | None = None) -> None:
         if diff_method not in DIFF_METHODS:
             raise ConfigError(f"unknown diff_method '{diff_method}'", f"choose one of: {', '.join(DIFF_METHODS)}")
@@ -59,17 +66,29 @@ class QuantumBackend(Backend):
                               "drop hvp, or use the exact simulator's backprop mode")
         self.dtype, self.device = parse_dtype(dtype), torch.device("cpu")
         self.device_name, self.diff_method, self.shots = device, diff_method, shots
+        self.seed, self.generator = int(seed), torch.Generator().manual_seed(int(seed))
+        self.executions = Executions()
         self._qnodes: dict[int, qml.QNode] = {}
+        self._born: dict[int, BornPrimitives] = {}
 
     def enable_hint(self, capability: str) -> str:
         return "--backend-option diff_method=backprop (exact simulator, no shots)" if capability == "hvp" else ""
 
     # -- circuits -----------------------------------------------------------------------------
     def _model(self, learner: LearnerLike) -> ReuploadingPQC:
-        if not isinstance(learner.model, ReuploadingPQC):
+        if not isinstance(learner.model, ReuploadingPQC | BornMachine):
             raise ConfigError(f"the quantum backend runs PQC learners, got {type(learner.model).__name__}",
-                              "build the model with innerloop.engine.quantum.ReuploadingPQC")
+                              "build the model with innerloop.engine.quantum.ReuploadingPQC or "
+                              "innerloop.engine.born_machine.BornMachine")
         return learner.model
+
+    def born(self, model: BornMachine) -> BornPrimitives:
+        """The free-energy primitives of a Born machine on this backend's device and mode."""
+        key = id(model)
+        if key not in self._born:
+            self._born[key] = BornPrimitives(model, self.device_name, self.diff_method, self.shots, self.generator,
+                                             self.executions, self.seed)
+        return self._born[key]
 
     def _qnode(self, model: ReuploadingPQC) -> qml.QNode:
         key = id(model)
@@ -100,6 +119,9 @@ class QuantumBackend(Backend):
     # -- primitives ---------------------------------------------------------------------------
     def loss(self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self._require("loss")
+        model = self._model(learner)
+        if isinstance(model, BornMachine):
+            return self.born(model).loss(params["weights"], x, y)
         return losses.batched(self._predict(self._model(learner), params, x)[1], y, learner.loss_name)
 
     def loss_and_grad(
@@ -107,6 +129,9 @@ class QuantumBackend(Backend):
     ) -> tuple[torch.Tensor, Params]:
         self._require("loss_and_grad")
         model = self._model(learner)
+        if isinstance(model, BornMachine):
+            task_losses, grad = self.born(model).loss_and_grad(params["weights"], x, y)
+            return task_losses, {"weights": grad}
         if self.diff_method == "parameter-shift":
             return self._shift_rule(model, params, x, y, learner.loss_name)
         return autograd_reference.loss_and_grad(
@@ -138,5 +163,8 @@ class QuantumBackend(Backend):
     ) -> Params:
         self._require("hvp")
         model = self._model(learner)
+        if isinstance(model, BornMachine):
+            primitives = self.born(model)
+            return autograd_reference.hvp(lambda p: primitives.exact_loss(p["weights"], x, y), params, vector)
         return autograd_reference.hvp(
             lambda p: losses.batched(self._predict(model, p, x)[1], y, learner.loss_name), params, vector)

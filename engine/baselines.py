@@ -14,7 +14,7 @@ import torch
 
 from innerloop.backends.base import Backend
 from innerloop.engine.inner import sgd_trajectory
-from innerloop.engine.learner import Learner
+from innerloop.engine.learner import Learner, loss_for
 from innerloop.engine.params import Params, expand_to_tasks, mean_over_tasks
 from innerloop.engine.progress import Progress
 from innerloop.engine.tasks import TaskBatch, TaskFamily, TaskStream, generator_for
@@ -41,7 +41,7 @@ def train_joint(
 ) -> Params:
     """Adam on the pooled support ∪ query loss of meta-training tasks (monograph eq. 1.2);
     ``callback(iteration, params)`` runs after every step."""
-    learner = Learner(model, family.loss)
+    learner = Learner(model, loss_for(model, family.loss))
     stream = TaskStream(family.split_view("meta-train"), generator_for(seed, "meta-train/joint-baseline"))
     params = model.init(generator_for(seed, "baseline/joint-init"), dtype=backend.dtype, device=backend.device)
     optimizer = torch.optim.Adam(list(params.values()), lr=lr)

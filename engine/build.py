@@ -8,6 +8,8 @@ from innerloop import backends
 from innerloop.backends.base import Backend
 from innerloop.engine import algorithms, tasks
 from innerloop.engine.algorithms import Algorithm, AmortizedAlgorithm
+from innerloop.engine.binary_bayes import BinaryRegressionLikelihood, MeanFieldBernoulli
+from innerloop.engine.born_machine import BornMachine
 from innerloop.engine.config import TrainConfig
 from innerloop.engine.errors import ConfigError, check_keywords
 from innerloop.engine.models import MLP
@@ -18,6 +20,7 @@ from innerloop.engine.tasks.finite import FiniteTasks
 
 GRADIENT_HIDDEN = (40, 40)
 SPIKING_HIDDEN = (64,)
+BORN_LAYERS = 3  # issue 8: n = 8 qubits, L = 3
 SPIKING_INNER_LR = 0.5  # three-factor steps on spike counts (issue 7's η_in); MLP defaults are ~0.01
 
 
@@ -36,7 +39,10 @@ def model(config: TrainConfig, fam: TaskFamily):
     """The learner: an amortized algorithm's own network, otherwise an MLP.
 
     A linear-regression family is fit by the bias-free linear model of monograph eq. 2.9
-    when no hidden layers are asked for; every other gradient-lens case is an MLP with biases.
+    when no hidden layers are asked for. A family with a binary-weight likelihood
+    (binary-prototype-regression) is Bayesian: its learner is a variational distribution over the
+    weights trained on the free energy — a Born machine (L = 3) on the quantum backend, the
+    mean-field Bernoulli family elsewhere. Every other gradient-lens case is an MLP with biases.
     """
     cls = algorithms.ALGORITHMS[config.algo]
     if issubclass(cls, AmortizedAlgorithm):
@@ -49,6 +55,10 @@ def model(config: TrainConfig, fam: TaskFamily):
         readout = "count" if fam.loss == "cross_entropy" else "membrane"  # signed outputs for regression
         return SpikingMLP(fam.input_dim, SPIKING_HIDDEN if config.hidden is None else config.hidden, fam.output_dim,
                           readout=readout)
+    likelihood = getattr(fam, "likelihood", None)
+    if isinstance(likelihood, BinaryRegressionLikelihood):
+        return BornMachine(likelihood, layers=BORN_LAYERS) if config.backend == "quantum" else \
+            MeanFieldBernoulli(likelihood)
     if config.backend == "quantum":
         return ReuploadingPQC(fam.input_dim, qubits=max(4, fam.output_dim), layers=3, out_dim=fam.output_dim)
     hidden = GRADIENT_HIDDEN if config.hidden is None else config.hidden

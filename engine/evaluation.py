@@ -18,7 +18,7 @@ from innerloop import backends
 from innerloop.engine import build
 from innerloop.engine.baselines import finetune_loss, random_inits, train_joint
 from innerloop.engine.errors import ConfigError, require_positive
-from innerloop.engine.learner import Learner
+from innerloop.engine.learner import Learner, loss_for
 from innerloop.engine.params import Params, expand_to_tasks
 from innerloop.engine.rundir import RunDirectory, atomic_torch_save, atomic_write_text
 from innerloop.engine.stats import summarize
@@ -81,8 +81,8 @@ def _evaluate_gradient(run, config, family, model, backend, algorithm, params, s
     baseline_lr = algorithm.inner_lr if baseline_lr is None else baseline_lr
     require_positive("baseline_lr", baseline_lr)
     batch = family.stream("meta-test", config.seed).next(tasks).to(backend.dtype, backend.device)
-    learner = Learner(model, family.loss)  # the baselines' plain model
-    meta_learner = Learner(algorithm.model, family.loss)  # may differ (CAVIA's context input)
+    learner = Learner(model, loss_for(model, family.loss))  # the baselines' plain model
+    meta_learner = Learner(algorithm.model, loss_for(algorithm.model, family.loss))  # may differ (CAVIA's context)
     joint_iters = joint_iters if joint_iters is not None else min(config.iters, 2000)
     reference = _baseline_backend(config, backend)
     joint = _joint_params(run, family, model, reference, config, joint_iters, progress)
@@ -91,7 +91,8 @@ def _evaluate_gradient(run, config, family, model, backend, algorithm, params, s
 
     result: dict[str, Any] = {
         "lens": "gradient", "algo": config.algo, "task": config.task, "backend": config.backend,
-        "iteration": int(state["iteration"]), "tasks": int(tasks), "shots": family.shots, "loss": family.loss,
+        "iteration": int(state["iteration"]), "tasks": int(tasks), "shots": family.shots,
+        "loss": meta_learner.loss_name,
         "inner_lr": algorithm.inner_lr, "baseline_lr": baseline_lr, "baseline_backend": repr(reference),
         "joint_iters": joint_iters, "steps": {},
         "baselines": {name: {} for name in starts},
@@ -163,11 +164,18 @@ def format_table(result: dict[str, Any]) -> str:
             acc = [f"{'acc ' + format(t[n]['accuracy']['mean'], '.3f'):>12} ± {t[n]['accuracy']['ci95']:<7.3f}"
                    for t in tables]
             lines.append(f"{'':>5}  " + "  ".join(acc))
+        if "predictive_mse" in result["steps"][n]:
+            mse = [f"{'mse ' + format(t[n]['predictive_mse']['mean'], '.4f'):>12} ± "
+                   f"{t[n]['predictive_mse']['ci95']:<7.4f}" for t in tables]
+            lines.append(f"{'':>5}  " + "  ".join(mse))
     return "\n".join(lines)
 
 
 def _entry(losses: torch.Tensor, learner: Learner, adapted: Params, batch: TaskBatch) -> dict[str, Any]:
     entry: dict[str, Any] = summarize(losses)
+    if learner.own_objective:  # e.g. the free energy: also score the predictions
+        entry["predictive_mse"] = summarize(
+            ((learner.predict_tasks(adapted, batch.query_x) - batch.query_y) ** 2).flatten(1).mean(1))
     if batch.is_classification:
         logits = learner.predict_tasks(adapted, batch.query_x)
         correct = (logits.argmax(dim=-1) == batch.query_y).double().mean(dim=1)

@@ -29,6 +29,7 @@ from typing import Any
 
 from innerloop.engine.experiment_setup import prepare
 from innerloop.engine.neuromorphic import neuromorphic
+from innerloop.engine.quantum_bayes import quantum_bayes
 
 BASELINE_LR = 0.01
 
@@ -280,5 +281,7 @@ def _figure_plot(document, methods, data, task_counts, path: Path) -> None:
     plt.close(fig)
 
 
-EXPERIMENTS = {"algorithm-table": algorithm_table, "figure-2.4": figure_2_4, "neuromorphic": neuromorphic}
-OUTPUTS = {"algorithm-table": "algorithm_table", "figure-2.4": "figure_2_4", "neuromorphic": "neuromorphic"}
+EXPERIMENTS = {"algorithm-table": algorithm_table, "figure-2.4": figure_2_4, "neuromorphic": neuromorphic,
+               "quantum-bayes": quantum_bayes}
+OUTPUTS = {"algorithm-table": "algorithm_table", "figure-2.4": "figure_2_4", "neuromorphic": "neuromorphic",
+           "quantum-bayes": "quantum_bayes"}

@@ -2,6 +2,10 @@
 
 Backends receive a :class:`Learner` and realize its per-task loss on their substrate; fused
 backends read ``learner.model`` and ``learner.loss_name`` to decide what they can fuse.
+
+A model may define an objective of its own (``objective_name`` and ``objective(params, x, y)``):
+the variational families over binary weights are trained on the free energy (monograph eq. 2.32),
+not on a loss of their predictions. :func:`loss_for` picks it.
 """
 
 from __future__ import annotations
@@ -17,18 +21,32 @@ from innerloop.engine.params import Params
 from innerloop.engine.tasks import TaskBatch
 
 
+def loss_for(model: Any, task_loss: str) -> str:
+    """The loss a learner of ``model`` trains on: the model's own objective if it has one, else the
+    task family's ``task_loss``."""
+    return getattr(model, "objective_name", task_loss)
+
+
 @dataclass(frozen=True)
 class Learner:
-    """``model`` with ``apply(params, x)`` and a loss name from :data:`losses.LOSSES`."""
+    """``model`` with ``apply(params, x)`` and a loss name from :data:`losses.LOSSES` (or the model's
+    own ``objective_name``)."""
 
     model: Any
     loss_name: str
 
     def __post_init__(self) -> None:
-        losses.get(self.loss_name)  # validates the name
+        if not self.own_objective:
+            losses.get(self.loss_name)  # validates the name
+
+    @property
+    def own_objective(self) -> bool:
+        return self.loss_name == getattr(self.model, "objective_name", None)
 
     def task_loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Scalar loss of one task (no task axis): L(params; x, y)."""
+        if self.own_objective:
+            return self.model.objective(params, x, y)
         return losses.get(self.loss_name)(self.model.apply(params, x), y)
 
     def predict(self, params: Params, x: torch.Tensor) -> torch.Tensor:

@@ -100,16 +100,20 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(handler=_eval)
 
-    ex = sub.add_parser("experiment", help="multi-run experiments (algorithm-table, figure-2.4)",
+    ex = sub.add_parser("experiment", help="multi-run experiments (algorithm-table, figure-2.4, neuromorphic, "
+                        "quantum-bayes)",
                         description="Reproducible multi-run experiments; each configuration is a run directory.")
     ex.add_argument("name", help="algorithm-table: every gradient-lens algorithm on sinusoid at K = 5 and 10; "
                     "figure-2.4: joint/MAML/iMAML/BMAML vs data per task and number of tasks; "
-                    "neuromorphic: spiking FOMAML/Reptile rule variants on double-motif (snn backend)")
+                    "neuromorphic: spiking FOMAML/Reptile rule variants on double-motif (snn backend); "
+                    "quantum-bayes: Born-machine Bayesian meta-learning on binary-prototype-regression "
+                    "(quantum backend: MAML, FOMAML, Reptile, FOMAML with shots; mean-field, uniform, joint, "
+                    "exact Bayes)")
     ex.add_argument("--out", default=None, help="output directory (default runs/experiment-NAME)")
     ex.add_argument("--iters", type=int, default=None,
-                    help="meta-iterations per run (default 2000; figure: 1000; neuromorphic: 400)")
+                    help="meta-iterations per run (default 2000; figure: 1000; neuromorphic, quantum-bayes: 400)")
     ex.add_argument("--tasks", type=int, default=None,
-                    help="held-out tasks per run (default 500; figure: 200; neuromorphic: 300)")
+                    help="held-out tasks per run (default 500; figure, quantum-bayes: 200; neuromorphic: 300)")
     ex.add_argument("--algos", default=None, help="comma-separated subset of algorithms (default: all)")
     ex.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     ex.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (default 1)")
@@ -294,6 +298,11 @@ def _experiment(args: argparse.Namespace) -> int:
             print(f"{variant:<26} accuracy after 5 steps {s['meta_init_accuracy_5_steps']:.3f} "
                   f"(random init {s['random_init_accuracy_5_steps']:.3f}, with 20 steps "
                   f"{s['random_init_accuracy_20_steps']:.3f}); 0 steps {s['meta_init_accuracy_0_steps']:.3f}")
+    elif args.name == "quantum-bayes":
+        for name, s in document["summary"]["after_inner_steps"].items():
+            print(f"{name:<14} held-out MSE {s['mse']['mean']:.4f} ± {s['mse']['ci95']:.4f}   mass on the true "
+                  f"weights {s['mass']['mean']:.4f} ± {s['mass']['ci95']:.4f}")
+        print("checks:", json.dumps(document["summary"]["checks"]))
     else:
         print(f"leader at the smallest N: {document['leader_smallest_data']}; at the smallest K: "
               f"{document['leader_smallest_tasks']} (BMAML leads in both: {document['bmaml_leads_when_small']})")

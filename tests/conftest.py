@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -31,10 +32,27 @@ def rel_err(a: dict, b: dict) -> float:
 
 
 def task_loss(model, loss_name: str, params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if loss_name == "free_energy":
+        return free_energy_by_hand(model, params, x, y)
     out = model.apply(params, x)
     if loss_name == "mse":
         return ((out - y) ** 2).mean()
     return torch.nn.functional.cross_entropy(out, y)
+
+
+def free_energy_by_hand(model, params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Monograph eq. 2.32 for a variational family over binary weights, written out independently:
+    Σ_φ q(φ)·[Σ_i (y_i − f_φ(x_i))²/(2σ²) + K·log(σ√2π)] + α·Σ_φ q(φ)·log(q(φ)·2ⁿ)."""
+    lik, n = model.likelihood, model.bits
+    q = model.probabilities(params)
+    total = 0.0
+    for index in range(2 ** n):
+        signs = torch.tensor([2.0 * ((index >> k) & 1) - 1 for k in range(n)], dtype=torch.float64)
+        f = (torch.cos(x.double() * lik.omega + lik.phase) / n ** 0.5 * signs).sum(-1, keepdim=True)
+        nll = ((y.double() - f) ** 2).sum() / (2 * lik.noise ** 2) + x.shape[0] * math.log(
+            lik.noise * math.sqrt(2 * math.pi))
+        total = total + q[index] * (nll + model.temperature * torch.log(q[index].clamp_min(1e-300) * 2 ** n))
+    return total
 
 
 def unrolled_maml_gradient(model, params, batch, lr, steps, loss_name="mse", first_order=False):

@@ -24,7 +24,7 @@ import torch
 from innerloop.backends.base import Backend
 from innerloop.engine.errors import CapabilityError, ConfigError, require_positive
 from innerloop.engine.inner import sgd_trajectory
-from innerloop.engine.learner import Learner
+from innerloop.engine.learner import Learner, loss_for
 from innerloop.engine.params import Params, cast, expand_to_tasks
 from innerloop.engine.tasks import TaskBatch
 
@@ -172,7 +172,7 @@ class MetaAlgorithm(Algorithm):
         """Validate and move params and batch to the backend's dtype and device."""
         self._check_batch(batch)
         self.check_params(params)
-        loss = self.loss or ("cross_entropy" if batch.is_classification else "mse")
+        loss = self.loss or loss_for(self.model, "cross_entropy" if batch.is_classification else "mse")
         learner = Learner(self.model, loss)
         learner.check_batch(batch)
         backend = self.backend

@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from innerloop.engine.binary_bayes import BinaryRegressionLikelihood, all_strings
 from innerloop.engine.errors import ConfigError
 from innerloop.engine.tasks.base import TaskBatch, TaskFamily
 
@@ -36,22 +37,18 @@ class BinaryPrototypeRegression(TaskFamily):
                               f"prototypes={prototypes}, flip={flip}, noise={noise}", "e.g. bits=8 prototypes=3")
         self.bits, self.prototypes_count, self.flip, self.noise, self.seed = bits, prototypes, flip, noise, seed
         g = torch.Generator().manual_seed(seed)
-        self.omega = 0.5 + 2.5 * torch.rand(bits, generator=g, dtype=torch.float64)
-        self.phase = 2 * math.pi * torch.rand(bits, generator=g, dtype=torch.float64)
+        omega = 0.5 + 2.5 * torch.rand(bits, generator=g, dtype=torch.float64)
+        phase = 2 * math.pi * torch.rand(bits, generator=g, dtype=torch.float64)
         self.prototypes = (torch.rand(prototypes, bits, generator=g) < 0.5).long()
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """n^{−1/2}·cos(ω_k x + b_k) for x [..., 1] → [..., n]."""
-        return torch.cos(x.double() * self.omega + self.phase) / math.sqrt(self.bits)
+        self.likelihood = BinaryRegressionLikelihood(omega, phase, noise)
 
     def function(self, bits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """f_φ(x) [..., K, 1] for bit-strings φ [..., n] and inputs x [..., K, 1]."""
-        return (self.features(x) * (2 * bits.double() - 1).unsqueeze(-2)).sum(-1, keepdim=True)
+        """f_φ(x) [..., K, 1] for bit-strings φ [..., n] and inputs x [..., K, 1] (float64)."""
+        return self.likelihood.outputs(bits.unsqueeze(-2), x.double()).squeeze(-2).unsqueeze(-1)
 
     def all_strings(self) -> torch.Tensor:
         """Every bit-string [2ⁿ, n] (bit k of index i is (i >> k) & 1)."""
-        index = torch.arange(2 ** self.bits)
-        return (index.unsqueeze(-1) >> torch.arange(self.bits)) & 1
+        return all_strings(self.bits)
 
     def log_prior(self) -> torch.Tensor:
         """log p(φ) [2ⁿ] of the task prior: a uniform mixture of bit-flip channels around the prototypes."""
@@ -63,9 +60,7 @@ class BinaryPrototypeRegression(TaskFamily):
 
     def log_likelihood(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """log p(D_b | φ) [B, 2ⁿ] of data x, y [B, K, 1] under every bit-string."""
-        f = self.function(self.all_strings(), x.unsqueeze(1))  # [B, 2ⁿ, K, 1]
-        residual = (y.double().unsqueeze(1) - f).squeeze(-1)
-        return (-0.5 * (residual / self.noise) ** 2 - math.log(self.noise * math.sqrt(2 * math.pi))).sum(-1)
+        return -self.likelihood.negative_log_likelihood(self.all_strings(), x.double(), y.double())
 
     def posterior(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Exact Bayes posterior p(φ | D_b) [B, 2ⁿ] under the true task prior."""
@@ -73,8 +68,7 @@ class BinaryPrototypeRegression(TaskFamily):
 
     def predictive_mean(self, posterior: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Σ_φ p(φ)·f_φ(x) [B, K, 1] for a distribution over strings [B, 2ⁿ] and inputs [B, K, 1]."""
-        f = self.function(self.all_strings(), x.unsqueeze(1))  # [B, 2ⁿ, K, 1]
-        return (posterior.unsqueeze(-1).unsqueeze(-1) * f).sum(1)
+        return self.likelihood.predictive_mean(posterior.double(), x.double())
 
     def _sample(self, num_tasks: int, generator: torch.Generator | None, shots: int, queries: int) -> TaskBatch:
         choice = torch.randint(0, self.prototypes_count, (num_tasks,), generator=generator)
