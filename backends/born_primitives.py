@@ -29,7 +29,7 @@ import scipy.sparse
 import torch
 
 from innerloop.backends import autograd_reference
-from innerloop.engine.binary_bayes import all_strings, free_energy, uniform_log_prior
+from innerloop.engine.binary_bayes import all_strings, free_energy, log_ratio_to_uniform
 from innerloop.engine.born_machine import BornMachine, to_string_order
 from innerloop.engine.density_ratio import fit_log_ratio
 
@@ -122,7 +122,7 @@ class BornPrimitives:
     def _exact_values(self, shifted: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """E_{q}[h_b] [B, 1 + 2P] on exact probabilities, t_b = log q_θ − log p frozen at θ."""
         probs = self.probabilities(shifted)  # [B, 1 + 2P, 2ⁿ]
-        h = self._exact_nll(x, y) + self.model.temperature * _exact_log_ratio(probs[:, 0])
+        h = self._exact_nll(x, y) + self.model.temperature * log_ratio_to_uniform(probs[:, 0])
         return (probs * h.unsqueeze(1)).sum(-1)
 
     def _sampled_values(self, shifted: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -138,7 +138,7 @@ class BornPrimitives:
         """Per task, ⟨diag(h_b)⟩ with adjoint differentiation; h_b in PennyLane's basis order."""
         with torch.no_grad():
             probs = self.probabilities(weights)
-            h = self._exact_nll(x, y) + self.model.temperature * _exact_log_ratio(probs)
+            h = self._exact_nll(x, y) + self.model.temperature * log_ratio_to_uniform(probs)
         n = self.model.qubits
         pennylane_order = string_order_of_pennylane_index(n)
         losses, grads = [], []
@@ -158,12 +158,6 @@ def string_order_of_pennylane_index(bits: int) -> torch.Tensor:
     """For each PennyLane basis index j (wire 0 most significant), the package index of its string."""
     index = torch.arange(2 ** bits)
     return to_string_order(index.double(), bits).long().argsort()
-
-
-def _exact_log_ratio(probs: torch.Tensor) -> torch.Tensor:
-    """log q − log p over all strings [B, 2ⁿ] (p uniform), finite where q = 0."""
-    bits = int(round(math.log2(probs.shape[-1])))
-    return torch.log(probs.clamp_min(1e-300)) - uniform_log_prior(bits)
 
 
 def _shifted(weights: torch.Tensor) -> torch.Tensor:

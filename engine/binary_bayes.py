@@ -14,6 +14,7 @@ Bit-strings are indexed as in :class:`BinaryPrototypeRegression`: bit k of index
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 
@@ -87,12 +88,16 @@ def uniform_log_prior(bits: int) -> float:
     return -bits * math.log(2)
 
 
-def exact_kl_to_uniform(probabilities: torch.Tensor) -> torch.Tensor:
-    """KL(q ‖ uniform) = Σ_φ q·log q + n·log 2 over the last axis [..., 2ⁿ]; 0·log 0 = 0 with a
-    finite derivative (q is clamped inside the log)."""
+def log_ratio_to_uniform(probabilities: torch.Tensor) -> torch.Tensor:
+    """log q(φ) − log p(φ) for q over all strings [..., 2ⁿ] and the uniform p; finite where q = 0
+    (q is clamped inside the log, so 0·log 0 = 0 with a finite derivative)."""
     bits = int(round(math.log2(probabilities.shape[-1])))
-    q = probabilities
-    return (q * torch.log(q.clamp_min(1e-300))).sum(-1) - uniform_log_prior(bits)
+    return torch.log(probabilities.clamp_min(1e-300)) - uniform_log_prior(bits)
+
+
+def exact_kl_to_uniform(probabilities: torch.Tensor) -> torch.Tensor:
+    """KL(q ‖ uniform) = Σ_φ q·(log q − log p) over the last axis [..., 2ⁿ]."""
+    return (probabilities * log_ratio_to_uniform(probabilities)).sum(-1)
 
 
 def free_energy(probabilities: torch.Tensor, nll: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -101,7 +106,7 @@ def free_energy(probabilities: torch.Tensor, nll: torch.Tensor, temperature: flo
     return (probabilities * nll).sum(-1) + temperature * exact_kl_to_uniform(probabilities)
 
 
-class BinaryPosteriorModel:
+class BinaryPosteriorModel(ABC):
     """What every variational family over binary weights shares: the likelihood it is the posterior
     of, the temperature α, and ``objective(params, x, y)`` = F(q_params | D) of one task, with the
     posterior-predictive mean Σ_φ q(φ)·f_φ(x) as its prediction (``apply``). Subclasses give
@@ -120,8 +125,9 @@ class BinaryPosteriorModel:
     def bits(self) -> int:
         return self.likelihood.bits
 
-    def probabilities(self, params: Params) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def probabilities(self, params: Params) -> torch.Tensor:
+        """q over all 2ⁿ strings [..., 2ⁿ] for parameters with any leading axes."""
 
     def objective(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """F(q | D) of one task (no task axis), exact: monograph eq. 2.32."""
@@ -143,8 +149,9 @@ class BinaryPosteriorModel:
     def num_params(self) -> int:
         return count(self.shapes())
 
-    def shapes(self) -> dict[str, tuple[int, ...]]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Parameter names and shapes (no task axis)."""
 
 
 class MeanFieldBernoulli(BinaryPosteriorModel):

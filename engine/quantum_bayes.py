@@ -129,9 +129,7 @@ def _run(args: tuple[str, int, int, int, str]) -> dict[str, Any]:
     executions = getattr(trainer_backend, "executions", None)
     if executions is not None and config.backend_options.get("shots"):
         row["training_cost"] = {"circuits": executions.circuits, "shots": executions.shots}
-    if method == "maml":
-        row["uniform"] = _trajectory(algorithm, _uniform(algorithm.model), batch, family)
-    if method == "fomaml-shots":
+    if method in ("maml", "fomaml-shots"):  # the uniform start under exact and under shot-based steps
         row["uniform"] = _trajectory(algorithm, _uniform(algorithm.model), batch, family)
     return row
 
@@ -143,8 +141,8 @@ def _uniform(model) -> Params:
 def _gradient_agreement(theta: Params, seed: int, batches: int = 4) -> dict[str, Any]:
     """Cosines between meta-gradients at the MAML θ₀ on the same task batches: FOMAML vs MAML
     (the first-order gap) and shot-based vs exact FOMAML (the shot-noise gap)."""
-    algorithms = {m: _build(_config(m, 1, seed))[3] for m in ("maml", "fomaml", "fomaml-shots")}
-    family = _build(_config("maml", 1, seed))[0]
+    built = {m: _build(_config(m, 1, seed)) for m in ("maml", "fomaml", "fomaml-shots")}
+    algorithms, family = {m: b[3] for m, b in built.items()}, built["maml"][0]
     stream = family.stream("meta-val", seed)
     pairs = {"fomaml_vs_maml": ("fomaml", "maml"), "shots_vs_exact_fomaml": ("fomaml-shots", "fomaml")}
     cosines: dict[str, list[float]] = {key: [] for key in pairs}
