@@ -3,7 +3,8 @@
 Primitives ``loss``, ``loss_and_grad`` and ``hvp`` and the fused ``meta_gradient`` run the kernels
 of :mod:`innerloop.kernels.triton_mlp` for MLPs with two hidden layers (ReLU or tanh, MSE, widths
 ≤ 64), in float32 with ``precision`` ∈ {"tf32x3" (default, fp32-accurate), "tf32", "ieee"} for
-every ``tl.dot``. ``loss`` and ``loss_and_grad`` are ``torch.autograd.Function``s — their backward
+every ``tl.dot``, and ``tasks_per_program`` tasks per Triton program (default 1, the fastest measured
+on an H100). ``loss`` and ``loss_and_grad`` are ``torch.autograd.Function``s — their backward
 passes are the kernel's gradient and Hessian-vector product — so autograd sees ordinary ops.
 
 Every other learner (wider or deeper MLPs, other activations or losses, NP and metric networks)
@@ -52,8 +53,8 @@ class _TritonLoss(torch.autograd.Function):
     """Per-task losses L_b(θ_b); backward: grad_output_b·∇L_b (the kernel's gradient)."""
 
     @staticmethod
-    def forward(ctx, flat, x, y, spec, precision):
-        losses, grads, _ = _kernels().primitives(spec, flat, x, y, None, True, precision)
+    def forward(ctx, flat, x, y, spec, launch):
+        losses, grads, _ = _kernels().primitives(spec, flat, x, y, None, True, *launch)
         ctx.save_for_backward(grads)
         return losses
 
@@ -67,10 +68,10 @@ class _TritonLossAndGrad(torch.autograd.Function):
     """(L_b, ∇L_b); backward: grad_L_b·∇L_b + ∇²L_b·grad_∇_b (the kernel's HVP)."""
 
     @staticmethod
-    def forward(ctx, flat, x, y, spec, precision):
-        losses, grads, _ = _kernels().primitives(spec, flat, x, y, None, True, precision)
+    def forward(ctx, flat, x, y, spec, launch):
+        losses, grads, _ = _kernels().primitives(spec, flat, x, y, None, True, *launch)
         ctx.save_for_backward(flat, x, y, grads)
-        ctx.spec, ctx.precision = spec, precision
+        ctx.spec, ctx.launch = spec, launch
         return losses, grads
 
     @staticmethod
@@ -80,7 +81,7 @@ class _TritonLossAndGrad(torch.autograd.Function):
         if grad_losses is not None:
             total = total + grad_losses[:, None] * grads
         if grad_grads is not None:
-            _, _, products = _kernels().primitives(ctx.spec, flat, x, y, grad_grads.contiguous(), False, ctx.precision)
+            _, _, products = _kernels().primitives(ctx.spec, flat, x, y, grad_grads.contiguous(), False, *ctx.launch)
             total = total + products
         return total, None, None, None, None
 
@@ -96,6 +97,7 @@ class TritonBackend(Backend):
         self,
         dtype: torch.dtype | str = torch.float32,
         precision: str = "tf32x3",
+        tasks_per_program: int | None = None,
         capabilities: Iterable[str] | str | None = None,
     ) -> None:
         super().__init__(capabilities)
@@ -106,7 +108,11 @@ class TritonBackend(Backend):
             )
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision '{precision}'", f"choose one of: {', '.join(PRECISIONS)}")
-        self.dtype, self.precision = torch.float32, precision
+        per_program = _kernels().TASKS_PER_PROGRAM if tasks_per_program is None else tasks_per_program
+        if int(per_program) != per_program or per_program < 1:
+            raise ConfigError(f"tasks_per_program must be a whole number >= 1, got {tasks_per_program}",
+                              "leave it unset for the measured default (1)")
+        self.dtype, self.precision, self.tasks_per_program = torch.float32, precision, int(per_program)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.delegate = TorchFuncBackend(dtype=self.dtype, device=self.device)
         self._logged: set[str] = set()
@@ -134,15 +140,30 @@ class TritonBackend(Backend):
                 LOG.warning("triton backend: delegating %s to the torch backend (%s)", key, reason)
         return spec
 
+    @property
+    def _launch(self) -> tuple[str, int]:
+        """The kernels' launch choices after the problem arguments: precision, tasks per program."""
+        return self.precision, self.tasks_per_program
+
     def _pack(self, spec: MLPSpec, params: Params, tasks: int) -> torch.Tensor:
         return _kernels().pack(spec, params, tasks)
+
+    def _check_device(self, *tensors: torch.Tensor) -> None:
+        """The kernels read raw pointers: every input must already live on the backend's device."""
+        for tensor in tensors:
+            if tensor.device.type != self.device.type:
+                raise ConfigError(
+                    f"the triton backend runs on {self.device.type} but got a tensor on {tensor.device.type}",
+                    "move inputs with .to(backend.device) (the algorithms do this for you)",
+                )
 
     def loss(self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self._require("loss")
         spec = self._spec(learner)
         if spec is None:
             return self.delegate.loss(learner, params, x, y)
-        return _TritonLoss.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self.precision)
+        self._check_device(x, y, *params.values())
+        return _TritonLoss.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self._launch)
 
     def loss_and_grad(
         self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor
@@ -151,7 +172,8 @@ class TritonBackend(Backend):
         spec = self._spec(learner)
         if spec is None:
             return self.delegate.loss_and_grad(learner, params, x, y)
-        losses, grads = _TritonLossAndGrad.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self.precision)
+        self._check_device(x, y, *params.values())
+        losses, grads = _TritonLossAndGrad.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self._launch)
         return losses, _kernels().unpack(spec, grads)
 
     def hvp(
@@ -161,9 +183,10 @@ class TritonBackend(Backend):
         spec = self._spec(learner)
         if spec is None:
             return self.delegate.hvp(learner, params, x, y, vector)
+        self._check_device(x, y, *params.values(), *vector.values())
         tasks = x.shape[0]
         _, _, products = _kernels().primitives(spec, self._pack(spec, params, tasks), x, y,
-                                               self._pack(spec, vector, tasks), False, self.precision)
+                                               self._pack(spec, vector, tasks), False, *self._launch)
         return _kernels().unpack(spec, products)
 
     def meta_gradient(
@@ -177,10 +200,11 @@ class TritonBackend(Backend):
                 f"the triton backend cannot fuse {learner.model!r}: {_plan(learner)[1]}",
                 "check backend.fuses(learner) first; MAML composes the primitives for such learners",
             )
+        self._check_device(support_x, support_y, query_x, query_y, *params.values())
         theta = self._pack(spec, params, 1)[0]
         losses, grad = _kernels().meta_gradient(spec, theta, support_x, support_y, query_x, query_y,
-                                                inner_lr, inner_steps, first_order, self.precision)
+                                                inner_lr, inner_steps, first_order, *self._launch)
         return losses, _kernels().unpack(spec, grad)
 
     def __repr__(self) -> str:
-        return f"{super().__repr__()[:-1]} precision={self.precision}>"
+        return f"{super().__repr__()[:-1]} precision={self.precision} tasks_per_program={self.tasks_per_program}>"

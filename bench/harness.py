@@ -2,7 +2,8 @@
 
 A case is (primitive, learner widths, activation, B, K, N, dtype). Implementations:
 
-* ``torch.func`` and ``loop`` — the baselines of :mod:`.baselines`;
+* ``torch.func`` and ``loop`` — the baselines of :mod:`.baselines`, and ``torch.func+graph``: the
+  torch.func idiom captured in a CUDA graph (any implementation ``NAME+graph`` is timed that way);
 * every backend asked for (``cpu``: fused MLP passes; ``torch``: torch.func compositions on
   the device; ``torch-fused``: the torch backend with ``fused=True``; ``triton``: the Triton
   kernels, on the GPU or — meaningless for timing — in the interpreter), through the same
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 import innerloop
 from innerloop import backends
-from innerloop.bench.baselines import TorchMLP, per_task_loop, torch_func_idiom
+from innerloop.bench.baselines import TorchMLP, cuda_graphed, per_task_loop, torch_func_idiom
 from innerloop.bench.measure import peak_memory, time_calls
 from innerloop.engine.algorithms import MAML
 from innerloop.engine.errors import ConfigError
@@ -40,7 +41,8 @@ from innerloop.engine.tasks import TaskBatch
 from innerloop.kernels import clear_caches
 
 PRIMITIVES = ("grad", "hvp", "meta_gradient")
-BASELINES = ("torch.func", "loop")
+BASELINES = ("torch.func", "torch.func+graph", "loop")
+GRAPHED = "+graph"
 BACKEND_IMPLEMENTATIONS = {"cpu": ("cpu", {}), "torch": ("torch", {"fused": False}),
                            "torch-fused": ("torch", {"fused": True}), "triton": ("triton", {})}
 
@@ -76,10 +78,15 @@ class BenchConfig:
         unknown = set(self.primitives) - set(PRIMITIVES)
         if unknown:
             raise ConfigError(f"unknown primitives {sorted(unknown)}", f"choose from: {', '.join(PRIMITIVES)}")
-        known = set(BASELINES) | set(BACKEND_IMPLEMENTATIONS)
-        bad = set(self.implementations) - known
+        known = {"torch.func", "loop"} | set(BACKEND_IMPLEMENTATIONS)
+        bad = {name for name in self.implementations if name.removesuffix(GRAPHED) not in known}
         if bad:
-            raise ConfigError(f"unknown implementations {sorted(bad)}", f"choose from: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown implementations {sorted(bad)}",
+                              f"choose from: {', '.join(sorted(known))}, each optionally with '{GRAPHED}' "
+                              "(captured in a CUDA graph)")
+        graphed = [name for name in self.implementations if name.endswith(GRAPHED)]
+        if graphed and not self.device.startswith("cuda"):
+            raise ConfigError(f"{', '.join(graphed)}: CUDA graphs need --device cuda", "drop the '+graph' entries")
         if any(b < 1 for b in self.batches) or self.shots < 1 or self.steps < 0 or self.repeats < 1:
             raise ConfigError("batches, shots and repeats must be >= 1 and steps >= 0",
                               "e.g. --batches 1,32,256 --shots 10 --steps 5")
@@ -122,6 +129,9 @@ def _inputs(model: MLP, config: BenchConfig, tasks: int, dtype: torch.dtype, dev
 
 def _callables(name: str, primitive: str, model: MLP, config: BenchConfig, inputs: Inputs,
                dtype: torch.dtype, device: torch.device) -> Callable[[], object]:
+    if name.endswith(GRAPHED):
+        return cuda_graphed(_callables(name.removesuffix(GRAPHED), primitive, model, config, inputs, dtype, device),
+                            device)
     b, lr, n = inputs.batch, config.inner_lr, config.steps
     if name in BASELINES:
         module = TorchMLP(model).to(device=device, dtype=dtype)
@@ -176,7 +186,7 @@ def _memory_sweep(model: MLP, config: BenchConfig, dtype: torch.dtype, device: t
     snapshot = tasks * model.num_params() * inputs.batch.support_x.element_size()
     sweep = {"batch": tasks, "steps": list(config.memory_steps), "snapshot_bytes": snapshot, "peak_bytes": {},
              "slope_bytes_per_step": {}, "slope_in_snapshots": {}}
-    names = [n for n in config.implementations if n != "loop"]
+    names = [n for n in config.implementations if n != "loop" and not n.endswith(GRAPHED)]
     for name in names:
         peaks = []
         for steps in config.memory_steps:
@@ -210,14 +220,21 @@ def run_bench(config: BenchConfig, progress: bool = True) -> tuple[dict, Path]:
         for name in config.implementations:
             if name == "loop" and tasks > config.loop_max_batch:
                 row["skipped"][name] = f"B > loop_max_batch={config.loop_max_batch}"
+            elif name.endswith(GRAPHED):
+                try:
+                    fns[name] = _callables(name, primitive, model, config, inputs, dtype, device)
+                except RuntimeError as error:  # the call synchronizes with the host somewhere: not capturable
+                    row["skipped"][name] = f"CUDA graph capture failed: {str(error).splitlines()[0]}"
             else:
                 fns[name] = _callables(name, primitive, model, config, inputs, dtype, device)
         bar.set_postfix_str(f"{primitive} B={tasks}")
         timings = time_calls(fns, device, config.warmup, config.repeats)
         for name, fn in fns.items():
             clear_caches()
+            # a graph's buffers live in its private pool, allocated at capture: a replay allocates nothing
+            peak = None if name.endswith(GRAPHED) else peak_memory(fn, device)
             row["results"][name] = {**timings[name].as_dict(), "tasks_per_s": tasks / timings[name].median,
-                                    "peak_memory_bytes": peak_memory(fn, device)}
+                                    "peak_memory_bytes": peak}
         for result in row["results"].values():
             result["speedup"] = {base: row["results"][base]["median_s"] / result["median_s"]
                                  for base in BASELINES if base in row["results"]}
@@ -245,17 +262,19 @@ def run_bench(config: BenchConfig, progress: bool = True) -> tuple[dict, Path]:
 
 
 def summary_table(results: dict) -> str:
-    """A plain-text table: median time, tasks/s, peak memory and speed-ups per case."""
-    lines = [f"{'primitive':<14}{'B':>5}  {'implementation':<13}{'median ms':>11}{'tasks/s':>10}"
-             f"{'peak MiB':>10}{'vs torch.func':>15}{'vs loop':>9}"]
+    """A plain-text table: median time, tasks/s, peak memory and speed-ups per case (peak memory
+    '-' for CUDA graphs, whose buffers are allocated at capture)."""
+    columns = (("torch.func", 12), ("torch.func+graph", 18), ("loop", 9))
+    lines = [f"{'primitive':<14}{'B':>5}  {'implementation':<18}{'median ms':>11}{'tasks/s':>10}{'peak MiB':>10}"
+             + "".join(f"{'vs ' + base:>{width}}" for base, width in columns)]
     for row in results["cases"]:
         for name, r in row["results"].items():
             s = r["speedup"]
-            versus = "".join(f"{f'{s[base]:.2f}x' if base in s else '-':>{width}}"
-                             for base, width in (("torch.func", 15), ("loop", 9)))
+            versus = "".join(f"{f'{s[base]:.2f}x' if base in s else '-':>{width}}" for base, width in columns)
+            peak = "-" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 2**20:.2f}"
             lines.append(
-                f"{row['primitive']:<14}{row['batch']:>5}  {name:<13}{r['median_s'] * 1e3:>11.3f}"
-                f"{r['tasks_per_s']:>10.0f}{r['peak_memory_bytes'] / 2**20:>10.2f}{versus}"
+                f"{row['primitive']:<14}{row['batch']:>5}  {name:<18}{r['median_s'] * 1e3:>11.3f}"
+                f"{r['tasks_per_s']:>10.0f}{peak:>10}{versus}"
             )
     memory = results.get("memory")
     if memory:

@@ -9,11 +9,9 @@ from innerloop.backends.base import Backend
 from innerloop.engine import algorithms, tasks
 from innerloop.engine.algorithms import Algorithm, AmortizedAlgorithm
 from innerloop.engine.binary_bayes import BinaryRegressionLikelihood, MeanFieldBernoulli
-from innerloop.engine.born_machine import BornMachine
 from innerloop.engine.config import TrainConfig
 from innerloop.engine.errors import ConfigError, check_keywords
 from innerloop.engine.models import MLP
-from innerloop.engine.quantum import ReuploadingPQC
 from innerloop.engine.spiking import SpikingMLP
 from innerloop.engine.tasks import TaskFamily
 from innerloop.engine.tasks.finite import FiniteTasks
@@ -33,6 +31,18 @@ def family(config: TrainConfig) -> TaskFamily:
     if config.train_tasks is not None:
         fam = FiniteTasks(fam, config.train_tasks, config.seed)
     return fam
+
+
+def _circuit_model(fam: TaskFamily, likelihood: object):
+    """The quantum backend's learner: a Born machine over binary weights, else a re-uploading PQC.
+    Imported here so that runs on other backends never import PennyLane (slow, and absent from
+    some GPU images)."""
+    from innerloop.engine.born_machine import BornMachine
+    from innerloop.engine.quantum import ReuploadingPQC
+
+    if isinstance(likelihood, BinaryRegressionLikelihood):
+        return BornMachine(likelihood, layers=BORN_LAYERS)
+    return ReuploadingPQC(fam.input_dim, qubits=max(4, fam.output_dim), layers=3, out_dim=fam.output_dim)
 
 
 def model(config: TrainConfig, fam: TaskFamily):
@@ -56,11 +66,10 @@ def model(config: TrainConfig, fam: TaskFamily):
         return SpikingMLP(fam.input_dim, SPIKING_HIDDEN if config.hidden is None else config.hidden, fam.output_dim,
                           readout=readout)
     likelihood = getattr(fam, "likelihood", None)
-    if isinstance(likelihood, BinaryRegressionLikelihood):
-        return BornMachine(likelihood, layers=BORN_LAYERS) if config.backend == "quantum" else \
-            MeanFieldBernoulli(likelihood)
     if config.backend == "quantum":
-        return ReuploadingPQC(fam.input_dim, qubits=max(4, fam.output_dim), layers=3, out_dim=fam.output_dim)
+        return _circuit_model(fam, likelihood)
+    if isinstance(likelihood, BinaryRegressionLikelihood):
+        return MeanFieldBernoulli(likelihood)
     hidden = GRADIENT_HIDDEN if config.hidden is None else config.hidden
     linear = fam.name == "linear" and not hidden
     return MLP(fam.input_dim, hidden, fam.output_dim, config.activation, bias=not linear)

@@ -93,10 +93,17 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().double().cpu().numpy()
 
 
+def _like(x: torch.Tensor, params: Params) -> torch.Tensor:
+    """``x`` in the dtype and on the device of ``params`` (the backend's: a GPU for cuda backends)."""
+    reference = next(iter(params.values()))
+    return x.to(dtype=reference.dtype, device=reference.device)
+
+
 def _predict(algorithm, task: TaskBatch, params: Params, steps: int, x: torch.Tensor) -> torch.Tensor:
+    """The adapted learner's predictions at ``x``, on the CPU for plotting."""
     adapted = algorithm.adapt(params, task, steps=steps)
     single = {k: v[0] for k, v in adapted.items()}
-    return algorithm.model.apply(single, x.to(next(iter(single.values())).dtype))
+    return algorithm.model.apply(single, _like(x, single)).cpu()
 
 
 def _regression_panels(algorithm, task, params, steps, path, title) -> None:
@@ -173,7 +180,7 @@ def _spike_raster_panels(algorithm, task, params, steps, path, title) -> None:
     for ax, n in zip(axes[0][1:], steps):
         adapted = algorithm.adapt(params, task, steps=n)
         single = {k: v[:1] for k, v in adapted.items()}
-        spikes = model.simulate(single, x.unsqueeze(0).to(next(iter(single.values())).dtype))[-1].spikes[0]
+        spikes = model.simulate(single, _like(x.unsqueeze(0), single))[-1].spikes[0].cpu()
         counts = spikes.sum(dim=1)  # [M, out]
         accuracy = float((counts.argmax(-1) == labels).float().mean())
         raster = to_numpy(spikes.sum(dim=1).T)

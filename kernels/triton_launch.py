@@ -7,6 +7,7 @@ the kernels are defined, so the CPU interpreter must be switched on before the f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import triton
@@ -16,8 +17,11 @@ from innerloop.kernels.triton_mlp import ACTIVATIONS, maml_meta_gradient_kernel,
 
 PRECISIONS = ("tf32x3", "tf32", "ieee")
 MAX_WIDTH = 64  # widest layer the kernels keep in registers
-TASKS_PER_PROGRAM = 4
-NUM_WARPS = 8  # fewest spills on sm_90 (see tests/test_triton_backend.py, the compile check)
+# Launch defaults measured on an H100 (bench/results/h100-triton-tuning.json): the kernels are latency
+# bound with one 8-warp program per SM (255 registers/thread), so one task per program is fastest at
+# every B (B=64: 113 µs vs 419 µs with 4 tasks per program) and 8 warps spill least.
+TASKS_PER_PROGRAM = 1
+NUM_WARPS = 8
 Params = dict[str, torch.Tensor]
 
 
@@ -45,52 +49,67 @@ class KernelShape:
     spec: MLPSpec
 
     def constants(self, points: int) -> dict:
-        i, h1, h2, o = self.spec.widths
-        return dict(P=self.spec.num_params, K=points, IN=i, H1=h1, H2=h2, OUT=o, KP=padded(points),
-                    INP=padded(i), H1P=padded(h1), H2P=padded(h2), OUTP=padded(o),
-                    ACT=ACTIVATIONS[self.spec.activation])
+        return dict(_constants(self.spec, points))
+
+
+@lru_cache(maxsize=256)
+def _constants(spec: MLPSpec, points: int) -> tuple:
+    """(name, value) pairs of :meth:`KernelShape.constants`, computed once per learner and K (the
+    launch path runs every inner step: its host cost is part of every timing)."""
+    i, h1, h2, o = spec.widths
+    return tuple(dict(P=spec.num_params, K=points, IN=i, H1=h1, H2=h2, OUT=o, KP=padded(points), INP=padded(i),
+                      H1P=padded(h1), H2P=padded(h2), OUTP=padded(o), ACT=ACTIVATIONS[spec.activation]).items())
+
+
+@lru_cache(maxsize=64)
+def _layout(spec: MLPSpec) -> tuple:
+    """(name, shape, offset, size) of every parameter in a flat row."""
+    rows, offset = [], 0
+    for name, shape in zip(spec.names(), spec.shapes()):
+        size = torch.Size(shape).numel()
+        rows.append((name, shape, offset, size))
+        offset += size
+    return tuple(rows)
 
 
 def pack(spec: MLPSpec, params: Params, tasks: int) -> torch.Tensor:
     """Per-task parameter dict → contiguous float32 rows [B, P] in the engine's order."""
-    return torch.cat([params[name].expand(tasks, *params[name].shape[-len(shape):]).reshape(tasks, -1)
-                      for name, shape in zip(spec.names(), spec.shapes())], dim=1).contiguous()
+    return torch.cat([params[name].expand(tasks, *shape).reshape(tasks, -1) for name, shape, _, _ in _layout(spec)],
+                     dim=1).contiguous()
 
 
 def unpack(spec: MLPSpec, flat: torch.Tensor) -> Params:
     """Rows [B, P] (or one row [P]) → parameter dict of views."""
     lead = flat.shape[:-1]
-    out, offset = {}, 0
-    for name, shape in zip(spec.names(), spec.shapes()):
-        size = torch.Size(shape).numel()
-        out[name] = flat[..., offset:offset + size].reshape(*lead, *shape)
-        offset += size
-    return out
+    return {name: flat[..., offset:offset + size].reshape(*lead, *shape) for name, shape, offset, size in _layout(spec)}
 
 
 def primitives(spec: MLPSpec, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, vector: torch.Tensor | None,
-               with_grad: bool, precision: str) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Per-task losses [B], gradients [B, P] (``with_grad``) and H·v [B, P] (``vector`` given)."""
+               with_grad: bool, precision: str, tasks_per_program: int = TASKS_PER_PROGRAM,
+               num_warps: int = NUM_WARPS) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Per-task losses [B], gradients [B, P] (``with_grad``) and H·v [B, P] (``vector`` given).
+    ``tasks_per_program`` and ``num_warps`` are launch choices (``bench/triton_tuning.py`` sweeps them)."""
     tasks = x.shape[0]
     losses = torch.empty(tasks, device=x.device, dtype=torch.float32)
     grads = torch.empty_like(flat) if with_grad else None
     products = torch.empty_like(flat) if vector is not None else None
-    grid = (triton.cdiv(tasks, TASKS_PER_PROGRAM),)
+    grid = (triton.cdiv(tasks, tasks_per_program),)
     mlp_primitives_kernel[grid](
         flat, x.contiguous(), y.contiguous(), flat if vector is None else vector.contiguous(), losses,
         flat if grads is None else grads, flat if products is None else products, tasks,
-        TASKS=TASKS_PER_PROGRAM, WITH_GRAD=with_grad, WITH_HVP=vector is not None, PRECISION=precision,
-        num_warps=NUM_WARPS, **KernelShape(spec).constants(x.shape[1]),
+        TASKS=tasks_per_program, WITH_GRAD=with_grad, WITH_HVP=vector is not None, PRECISION=precision,
+        num_warps=num_warps, **KernelShape(spec).constants(x.shape[1]),
     )
     return losses, grads, products
 
 
 def meta_gradient(spec: MLPSpec, theta: torch.Tensor, support_x: torch.Tensor, support_y: torch.Tensor,
                   query_x: torch.Tensor, query_y: torch.Tensor, inner_lr: float, inner_steps: int,
-                  first_order: bool, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+                  first_order: bool, precision: str, tasks_per_program: int = TASKS_PER_PROGRAM,
+                  num_warps: int = NUM_WARPS) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-task query losses [B] and the mean meta-gradient [P] at shared parameters ``theta`` [P]."""
     tasks = support_x.shape[0]
-    programs = triton.cdiv(tasks, TASKS_PER_PROGRAM)
+    programs = triton.cdiv(tasks, tasks_per_program)
     device = support_x.device
     second_order = not first_order and inner_steps > 0
     scratch = torch.empty(programs, max(inner_steps, 1) if second_order else 1, spec.num_params,
@@ -101,7 +120,7 @@ def meta_gradient(spec: MLPSpec, theta: torch.Tensor, support_x: torch.Tensor, s
     maml_meta_gradient_kernel[(programs,)](
         theta.contiguous(), support_x.contiguous(), support_y.contiguous(), query_x.contiguous(),
         query_y.contiguous(), scratch, partial, losses, tasks, float(inner_lr),
-        M=query_x.shape[1], MP=padded(query_x.shape[1]), TASKS=TASKS_PER_PROGRAM, STEPS=inner_steps,
-        SECOND_ORDER=second_order, PRECISION=precision, num_warps=NUM_WARPS, **constants,
+        M=query_x.shape[1], MP=padded(query_x.shape[1]), TASKS=tasks_per_program, STEPS=inner_steps,
+        SECOND_ORDER=second_order, PRECISION=precision, num_warps=num_warps, **constants,
     )
     return losses, partial.sum(dim=0) / tasks

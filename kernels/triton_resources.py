@@ -47,9 +47,10 @@ def _signature(kernel: str, constants: dict) -> dict:
 
 
 def resource_usage(spec: MLPSpec, kernel: str, points: int = 10, steps: int = 5, precision: str = "tf32x3",
-                   capability: int = 90) -> ResourceUsage:
+                   capability: int = 90, tasks_per_program: int = TASKS_PER_PROGRAM,
+                   num_warps: int = NUM_WARPS) -> ResourceUsage:
     """Registers and spill stack per thread of ``kernel`` compiled for sm_<capability>."""
-    constants = {**KernelShape(spec).constants(points), "TASKS": TASKS_PER_PROGRAM, "PRECISION": precision}
+    constants = {**KernelShape(spec).constants(points), "TASKS": tasks_per_program, "PRECISION": precision}
     if kernel == "mlp_primitives_kernel":
         fn = mlp_primitives_kernel
         constants.update(WITH_GRAD=True, WITH_HVP=True)
@@ -57,7 +58,7 @@ def resource_usage(spec: MLPSpec, kernel: str, points: int = 10, steps: int = 5,
         fn = maml_meta_gradient_kernel
         constants.update(M=points, MP=padded(points), STEPS=steps, SECOND_ORDER=True)
     compiled = triton.compile(ASTSource(fn=fn, signature=_signature(kernel, constants), constexprs=constants),
-                              target=GPUTarget("cuda", capability, 32), options={"num_warps": NUM_WARPS})
+                              target=GPUTarget("cuda", capability, 32), options={"num_warps": num_warps})
     tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, f"{kernel}.cubin")

@@ -11,6 +11,7 @@ import torch
 import innerloop as il
 from conftest import gen, rel_err
 from innerloop.bench.baselines import TorchMLP, per_task_loop, torch_func_idiom
+from innerloop.bench.harness import BenchConfig
 from innerloop.bench.measure import peak_memory
 from innerloop.cli import main
 from innerloop.engine.learner import Learner
@@ -88,3 +89,37 @@ def test_bench_rejects_bad_settings(capsys):
     assert "unknown primitives" in capsys.readouterr().err
     assert main(["bench", "--batches", "1,x"]) == 2
     assert "--batches got '1,x'" in capsys.readouterr().err
+
+
+def test_graphed_implementations_need_a_cuda_device():
+    with pytest.raises(il.ConfigError, match=r"torch.func\+graph: CUDA graphs need --device cuda"):
+        BenchConfig(implementations=("torch.func+graph",)).validate()
+    with pytest.raises(il.ConfigError, match="unknown implementations"):
+        BenchConfig(implementations=("jax+graph",)).validate()
+
+
+def test_latency_bound_arithmetic():
+    from innerloop.bench.triton_tuning import add_latency_fractions, latency_estimate, resident_programs
+
+    # Hopper: 65 536 registers per SM in 256-register warp allocations, 64 warps per SM
+    assert resident_programs(255, 8) == 1 and resident_programs(128, 4) == 4 and resident_programs(32, 1) == 32
+    # 1024 tasks, one per program, one program per SM on 132 SMs: ⌈1024/132⌉ = 8 chains in a row
+    assert latency_estimate(1e-4, 1024, 1, 1, 132) == pytest.approx(8e-4)
+    # four per program: 256 programs, 2 waves of 4 chains; a lone task is one chain whatever T
+    assert latency_estimate(1e-4, 1024, 4, 1, 132) == pytest.approx(8e-4)
+    assert latency_estimate(1e-4, 1, 4, 1, 132) == pytest.approx(1e-4)
+    rows = [{"precision": p, "batch": b, "tasks_per_program": 1, "resident_programs": 1, "graph_s": s}
+            for p, b, s in (("tf32", 1, 5e-5), ("tf32", 1024, 5e-4), ("ieee", 1, 7e-4))]
+    assert add_latency_fractions(rows, 132) == {"tf32": 5e-5, "ieee": 7e-4}
+    assert rows[1]["fraction_of_latency_bound"] == pytest.approx(8 * 5e-5 / 5e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graphed_call_replays_on_new_values():
+    from innerloop.bench.baselines import cuda_graphed
+
+    x = torch.randn(64, device="cuda")
+    replay = cuda_graphed(lambda: (x * 2).sum(), torch.device("cuda"))
+    x.copy_(torch.arange(64.0, device="cuda"))
+    assert float(replay()) == pytest.approx(2 * sum(range(64)))

@@ -21,6 +21,8 @@ from innerloop.engine.learner import Learner
 from innerloop.engine.models import MLP
 
 TOL = 1e-5  # fp32 kernels (tf32x3/ieee semantics) against the float64 oracle
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where the triton backend runs
+GROUPS = {1: 1, 7: 4, 64: 3}  # tasks per program for B tasks: the last program of B=7 and B=64 is partial
 
 
 @pytest.fixture(scope="module")
@@ -39,23 +41,26 @@ def _problem(width, activation, tasks, points=10, seed=0):
 
 
 def _f32(tensors):
-    return {k: v.float() for k, v in tensors.items()} if isinstance(tensors, dict) else tensors.float()
+    """float32 on the backend's device."""
+    if isinstance(tensors, dict):
+        return {k: v.float().to(DEVICE) for k, v in tensors.items()}
+    return tensors.float().to(DEVICE)
 
 
 def _rel(a, b):
-    return rel_err({k: v.double() for k, v in a.items()}, b)
+    return rel_err({k: v.double().cpu() for k, v in a.items()}, b)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 @pytest.mark.parametrize("width,tasks", [(16, 1), (40, 7), (64, 64)])
 def test_hvp_kernel_equals_the_oracle(oracle, activation, width, tasks):
     learner, _, params, vector, (x, y, _, _) = _problem(width, activation, tasks)
-    backend = il.backends.get("triton", precision="ieee")
-    losses, grads = backend.loss_and_grad(learner, _f32(params), x.float(), y.float())
+    backend = il.backends.get("triton", precision="ieee", tasks_per_program=GROUPS[tasks])
+    losses, grads = backend.loss_and_grad(learner, _f32(params), _f32(x), _f32(y))
     ref_losses, ref_grads = oracle.loss_and_grad(learner, params, x, y)
-    assert float((losses.double() - ref_losses).abs().max() / ref_losses.abs().max()) < TOL
+    assert float((losses.double().cpu() - ref_losses).abs().max() / ref_losses.abs().max()) < TOL
     assert _rel(grads, ref_grads) < TOL
-    hvp = backend.hvp(learner, _f32(params), x.float(), y.float(), _f32(vector))
+    hvp = backend.hvp(learner, _f32(params), _f32(x), _f32(y), _f32(vector))
     assert _rel(hvp, oracle.hvp(learner, params, x, y, vector)) < TOL
 
 
@@ -65,21 +70,20 @@ def test_hvp_kernel_equals_the_oracle(oracle, activation, width, tasks):
 ])
 def test_fused_meta_gradient_kernel_equals_the_oracle(oracle, activation, width, steps, tasks):
     learner, theta, _, _, (sx, sy, qx, qy) = _problem(width, activation, tasks)
-    backend = il.backends.get("triton")
+    backend = il.backends.get("triton", tasks_per_program=GROUPS[tasks])
     for first_order in (False, True):
-        losses, grad = backend.meta_gradient(learner, _f32(theta), sx.float(), sy.float(), qx.float(), qy.float(),
-                                             0.1, steps, first_order)
+        losses, grad = backend.meta_gradient(learner, _f32(theta), *map(_f32, (sx, sy, qx, qy)), 0.1, steps,
+                                             first_order)
         algorithm = il.algorithms.MAML(learner.model, oracle, inner_lr=0.1, inner_steps=steps, first_order=first_order)
         reference = algorithm.compute(theta, il.tasks.TaskBatch(sx, sy, qx, qy))
         assert _rel(grad, reference.grad) < TOL
-        assert torch.allclose(losses.double(), reference.task_losses, rtol=TOL, atol=0)
+        assert torch.allclose(losses.double().cpu(), reference.task_losses, rtol=TOL, atol=0)
 
 
 @pytest.mark.parametrize("precision", ["tf32x3", "tf32", "ieee"])
 def test_every_precision_is_accepted_and_checked_against_float64(oracle, precision):
     learner, _, params, vector, (x, y, _, _) = _problem(40, "relu", 3)
-    hvp = il.backends.get("triton", precision=precision).hvp(learner, _f32(params), x.float(), y.float(),
-                                                             _f32(vector))
+    hvp = il.backends.get("triton", precision=precision).hvp(learner, _f32(params), _f32(x), _f32(y), _f32(vector))
     error = _rel(hvp, oracle.hvp(learner, params, x, y, vector))
     # the interpreter computes every tl.dot in IEEE fp32; on a GPU tf32 is ~1e-3 (see test_gpu_precision)
     assert error < (TOL if precision != "tf32" or not torch.cuda.is_available() else 1e-2)
@@ -94,9 +98,8 @@ def test_gpu_precision_tf32x3_is_fp32_accurate_and_tf32_is_not(oracle):
         theta, il.tasks.TaskBatch(*data))
     for precision in ("tf32x3", "tf32", "ieee"):
         backend = il.backends.get("triton", precision=precision)
-        _, grad = backend.meta_gradient(learner, {k: v.float().cuda() for k, v in theta.items()},
-                                        *(d.float().cuda() for d in data), 0.1, 5)
-        errors[precision] = _rel({k: v.cpu() for k, v in grad.items()}, reference.grad)
+        _, grad = backend.meta_gradient(learner, _f32(theta), *map(_f32, data), 0.1, 5)
+        errors[precision] = _rel(grad, reference.grad)
     assert errors["tf32x3"] < TOL and errors["ieee"] < TOL and errors["tf32"] > 10 * errors["tf32x3"]
 
 
@@ -104,11 +107,11 @@ def test_primitives_are_ordinary_autograd_ops(oracle):
     """loss backpropagates the kernel's gradient; loss_and_grad's gradient backpropagates its HVP."""
     learner, _, params, vector, (x, y, _, _) = _problem(16, "tanh", 4)
     backend = il.backends.get("triton")
-    leaves = {k: v.float().requires_grad_(True) for k, v in params.items()}
-    grads = torch.autograd.grad(backend.loss(learner, leaves, x.float(), y.float()).sum(), list(leaves.values()))
+    leaves = {k: v.requires_grad_(True) for k, v in _f32(params).items()}
+    grads = torch.autograd.grad(backend.loss(learner, leaves, _f32(x), _f32(y)).sum(), list(leaves.values()))
     assert _rel(dict(zip(leaves, grads)), oracle.loss_and_grad(learner, params, x, y)[1]) < TOL
-    _, g = backend.loss_and_grad(learner, leaves, x.float(), y.float())
-    dot = sum((g[k] * vector[k].float()).sum() for k in g)
+    _, g = backend.loss_and_grad(learner, leaves, _f32(x), _f32(y))
+    dot = sum((g[k] * _f32(vector[k])).sum() for k in g)
     hv = torch.autograd.grad(dot, list(leaves.values()))
     assert _rel(dict(zip(leaves, hv)), oracle.hvp(learner, params, x, y, vector)) < TOL
 
@@ -118,15 +121,22 @@ def test_unfusable_learners_are_delegated_with_a_log_line(caplog):
     learner = Learner(MLP(1, (8,), 1), "mse")  # one hidden layer: not fused
     assert not backend.fuses(learner) and backend.fuses(Learner(MLP(1, (8, 8), 1), "mse"))
     params = learner.model.init(gen(0))
-    per_task = {k: v.expand(3, *v.shape) for k, v in params.items()}
-    x, y = torch.randn(3, 5, 1), torch.randn(3, 5, 1)
+    per_task = _f32({k: v.expand(3, *v.shape) for k, v in params.items()})
+    x, y = _f32(torch.randn(3, 5, 1)), _f32(torch.randn(3, 5, 1))
     with caplog.at_level(logging.WARNING, logger="innerloop.backends.triton"):
         losses, _ = backend.loss_and_grad(learner, per_task, x, y)
     assert "delegating MLP(1, (8,), 1" in caplog.text and "exactly two hidden layers" in caplog.text
-    expected = il.backends.get("torch", device="cpu").loss(learner, per_task, x, y)
+    expected = il.backends.get("torch", device=DEVICE).loss(learner, per_task, x, y)
     assert torch.allclose(losses, expected)
     with pytest.raises(il.ConfigError, match="cannot fuse"):
         backend.meta_gradient(learner, params, x, y, x, y, 0.1, 1)
+
+
+def test_inputs_on_another_device_are_a_clear_error():
+    learner, _, params, _, (x, y, _, _) = _problem(16, "relu", 2)
+    backend = il.backends.get("triton")
+    with pytest.raises(il.ConfigError, match=r"runs on \w+ but got a tensor on meta"):
+        backend.loss_and_grad(learner, _f32(params), x.float().to("meta"), _f32(y))
 
 
 def test_bad_options_and_missing_hardware_are_clear_errors(monkeypatch):
@@ -134,6 +144,8 @@ def test_bad_options_and_missing_hardware_are_clear_errors(monkeypatch):
         il.backends.get("triton", dtype="float64")
     with pytest.raises(il.ConfigError, match="unknown precision"):
         il.backends.get("triton", precision="fp8")
+    with pytest.raises(il.ConfigError, match="tasks_per_program must be a whole number"):
+        il.backends.get("triton", tasks_per_program=0)
     if torch.cuda.is_available():
         return
     monkeypatch.delenv("TRITON_INTERPRET")
@@ -158,7 +170,7 @@ def test_maml_training_on_triton_follows_the_cpu_backend(tmp_path):
     base = dict(algo="maml", task="sinusoid", meta_batch=4, iters=3, eval_every=100, eval_tasks=2, seed=2)
     fused = train(TrainConfig(**base, backend="triton"), tmp_path / "triton", progress=False)
     reference = train(TrainConfig(**base, backend="cpu"), tmp_path / "cpu", progress=False)
-    assert rel_err(fused.params, reference.params) < 1e-5
+    assert rel_err({k: v.cpu() for k, v in fused.params.items()}, reference.params) < 1e-5
 
 
 # Spill budgets of the sm_90 build (bytes of stack per thread at the launch's 8 warps); today's
