@@ -3,8 +3,8 @@
 Primitives ``loss``, ``loss_and_grad`` and ``hvp`` and the fused ``meta_gradient`` run the kernels
 of :mod:`innerloop.kernels.triton_mlp` for MLPs with two hidden layers (ReLU or tanh, MSE, widths
 ≤ 64), in float32 with ``precision`` ∈ {"tf32x3" (default, fp32-accurate), "tf32", "ieee"} for
-every ``tl.dot``, and ``tasks_per_program`` tasks per Triton program (default 1, the fastest measured
-on an H100). ``loss`` and ``loss_and_grad`` are ``torch.autograd.Function``s — their backward
+every ``tl.dot``, on a persistent grid of at most ``programs`` Triton programs (default: 4 per SM).
+``loss`` and ``loss_and_grad`` are ``torch.autograd.Function``s — their backward
 passes are the kernel's gradient and Hessian-vector product — so autograd sees ordinary ops.
 
 Every other learner (wider or deeper MLPs, other activations or losses, NP and metric networks)
@@ -97,7 +97,7 @@ class TritonBackend(Backend):
         self,
         dtype: torch.dtype | str = torch.float32,
         precision: str = "tf32x3",
-        tasks_per_program: int | None = None,
+        programs: int | None = None,
         capabilities: Iterable[str] | str | None = None,
     ) -> None:
         super().__init__(capabilities)
@@ -108,11 +108,10 @@ class TritonBackend(Backend):
             )
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision '{precision}'", f"choose one of: {', '.join(PRECISIONS)}")
-        per_program = _kernels().TASKS_PER_PROGRAM if tasks_per_program is None else tasks_per_program
-        if int(per_program) != per_program or per_program < 1:
-            raise ConfigError(f"tasks_per_program must be a whole number >= 1, got {tasks_per_program}",
-                              "leave it unset for the measured default (1)")
-        self.dtype, self.precision, self.tasks_per_program = torch.float32, precision, int(per_program)
+        if programs is not None and (int(programs) != programs or programs < 1):
+            raise ConfigError(f"programs must be a whole number >= 1, got {programs}",
+                              "leave it unset for the default (4 programs per SM)")
+        self.dtype, self.precision, self.programs = torch.float32, precision, programs
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.delegate = TorchFuncBackend(dtype=self.dtype, device=self.device)
         self._logged: set[str] = set()
@@ -142,8 +141,8 @@ class TritonBackend(Backend):
 
     @property
     def _launch(self) -> tuple[str, int]:
-        """The kernels' launch choices after the problem arguments: precision, tasks per program."""
-        return self.precision, self.tasks_per_program
+        """The kernels' launch choices after the problem arguments: precision, grid cap (None: default)."""
+        return self.precision, self.programs
 
     def _pack(self, spec: MLPSpec, params: Params, tasks: int) -> torch.Tensor:
         return _kernels().pack(spec, params, tasks)
@@ -207,4 +206,4 @@ class TritonBackend(Backend):
         return losses, _kernels().unpack(spec, grad)
 
     def __repr__(self) -> str:
-        return f"{super().__repr__()[:-1]} precision={self.precision} tasks_per_program={self.tasks_per_program}>"
+        return f"{super().__repr__()[:-1]} precision={self.precision} programs={self.programs or 'default'}>"

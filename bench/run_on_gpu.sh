@@ -24,5 +24,5 @@ timeout "${BENCH_LIMIT:-240}" python3 -m innerloop bench --device cuda --quiet -
   --implementations torch.func,torch.func+graph,torch,torch-fused,triton,triton+graph \
   --batches "${BENCH_BATCHES:-1,64,1024}" --memory-steps "${MEMORY_STEPS:-1,5,10}"
 timeout "${TUNE_LIMIT:-150}" python3 -m innerloop.bench.triton_tuning --name gpu-triton-tuning --out "$out" \
-  --precisions "${TUNE_PRECISIONS:-tf32x3,tf32,ieee}" --tasks-per-program "${TUNE_TASKS:-1,4}" \
+  --precisions "${TUNE_PRECISIONS:-tf32x3,tf32,ieee}" --programs-per-sm "${TUNE_GRID:-1,4,0}" \
   --warps "${TUNE_WARPS:-4,8}"

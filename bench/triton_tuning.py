@@ -6,7 +6,7 @@ tuning, and the achieved fraction of the latency-bound estimate.
 * **Precision.** The second-order meta-gradient (seed 000 eq. 2.5) of the sinusoid learner
   1→40→40→1 at N = 5 for each ``precision`` ("tf32x3", "tf32", "ieee"), ReLU and tanh, against
   MAML on the float64 ``cpu`` backend: ‖g − g₆₄‖ / ‖g₆₄‖ on fresh random inputs.
-* **Launch tuning.** Tasks per program × warps per program, timed at several B as eager calls
+* **Launch tuning.** Grid size (persistent programs per SM) × warps per program, timed at several B as eager calls
   (what a training loop pays: the kernel plus the host's allocations, the partial-sum reduction
   and their launches) and as CUDA-graph replays (the device's work alone), with the registers and
   spill stack of each build read back from the compiled cubin.
@@ -101,9 +101,10 @@ def _median_seconds(fn: Callable[[], object], device: torch.device, repeats: int
     return time_calls({"fn": fn}, device, warmup=5, repeats=repeats)["fn"].median
 
 
-def sweep(device: torch.device, batches: tuple[int, ...], tasks_per_program: tuple[int, ...],
+def sweep(device: torch.device, batches: tuple[int, ...], programs_per_sm: tuple[int, ...],
           warps: tuple[int, ...], precisions: tuple[str, ...], seed: int = 0) -> list[dict]:
-    """Eager and graph-replay medians of the meta-gradient launch for every configuration and B."""
+    """Eager and graph-replay medians of the meta-gradient launch for every configuration and B; the
+    grid is min(B, programs_per_sm · SMs) persistent programs (0: one program per task)."""
     from innerloop.kernels import triton_launch
     from innerloop.kernels.triton_resources import resource_usage
 
@@ -112,16 +113,20 @@ def sweep(device: torch.device, batches: tuple[int, ...], tasks_per_program: tup
     theta = triton_launch.pack(spec, {k: v.float().to(device) for k, v in model.init(
         torch.Generator().manual_seed(seed)).items()}, 1)[0]
     data = {b: _float32(_batch(b, seed), device) for b in batches}
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
     rows = []
-    for precision, per_program, num_warps in itertools.product(precisions, tasks_per_program, warps):
-        print(f"  {precision}, {per_program} tasks/program, {num_warps} warps ...", flush=True)
+    for precision, num_warps in itertools.product(precisions, warps):
+        print(f"  {precision}, {num_warps} warps ...", flush=True)
         usage = resource_usage(spec, "maml_meta_gradient_kernel", SHOTS, STEPS, precision,
-                               capability=_capability(device), tasks_per_program=per_program, num_warps=num_warps)
-        for tasks in batches:
-            def launch(tasks=tasks, per_program=per_program, num_warps=num_warps, precision=precision):
+                               capability=_capability(device), num_warps=num_warps)
+        for per_sm, tasks in itertools.product(programs_per_sm, batches):
+            programs = min(tasks, per_sm * sms) if per_sm else tasks
+
+            def launch(tasks=tasks, programs=programs, num_warps=num_warps, precision=precision):
                 return triton_launch.meta_gradient(spec, theta, *data[tasks], INNER_LR, STEPS, False, precision,
-                                                   tasks_per_program=per_program, num_warps=num_warps)
-            rows.append({"precision": precision, "tasks_per_program": per_program, "num_warps": num_warps,
+                                                   programs=programs, num_warps=num_warps)
+            rows.append({"precision": precision, "programs_per_sm": per_sm, "programs": programs,
+                         "tasks_per_program": math.ceil(tasks / programs), "num_warps": num_warps,
                          "batch": tasks, "eager_s": _median_seconds(launch, device),
                          "graph_s": _median_seconds(cuda_graphed(launch, device), device), "registers": usage.registers,
                          "stack_bytes": usage.stack_bytes, "resident_programs": resident_programs(
@@ -136,14 +141,14 @@ def _capability(device: torch.device) -> int:
 
 def add_latency_fractions(rows: list[dict], sms: int) -> dict[str, float]:
     """Adds ``latency_estimate_s`` and ``fraction_of_latency_bound`` to each row, against t₁ of the
-    row's precision (its fastest B=1 graph replay with one task per program); returns t₁ per precision."""
+    row's precision (its fastest B=1 graph replay); returns t₁ per precision."""
     singles: dict[str, float] = {}
     for row in rows:
-        if row["batch"] == 1 and row["tasks_per_program"] == 1:
+        if row["batch"] == 1:
             singles[row["precision"]] = min(row["graph_s"], singles.get(row["precision"], float("inf")))
     missing = {row["precision"] for row in rows} - set(singles)
     if missing:
-        raise ValueError(f"the latency estimate needs B=1 with one task per program for {sorted(missing)}")
+        raise ValueError(f"the latency estimate needs B=1 for {sorted(missing)}")
     for row in rows:
         estimate = latency_estimate(singles[row["precision"]], row["batch"], row["tasks_per_program"],
                                     row["resident_programs"], sms)
@@ -157,10 +162,11 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=_ints, default=(1, 64, 1024))
-    parser.add_argument("--tasks-per-program", type=_ints, default=(1, 4))
+    parser.add_argument("--programs-per-sm", type=_ints, default=(1, 4, 0),
+                        help="grid caps to sweep, in programs per SM (0: one program per task)")
     parser.add_argument("--warps", type=_ints, default=(4, 8))
     parser.add_argument("--precisions", default="tf32x3,tf32,ieee")
     parser.add_argument("--name", default=None)
@@ -172,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     print("precision against float64 ...", flush=True)
     errors = precision_errors(device)
-    rows = sweep(device, args.batches, args.tasks_per_program, args.warps, tuple(args.precisions.split(",")))
+    rows = sweep(device, args.batches, args.programs_per_sm, args.warps, tuple(args.precisions.split(",")))
     singles = add_latency_fractions(rows, sms)
     results = {"machine": {**machine_info(device), "multiprocessors": sms},
                "learner": {"widths": list(WIDTHS), "shots": SHOTS, "queries": SHOTS, "steps": STEPS,
@@ -188,10 +194,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"precision (relative error of the N={STEPS} meta-gradient vs float64): {json.dumps(errors)}")
     t1 = ", ".join(f"{p} {t * 1e6:.1f} us" for p, t in singles.items())
     print(f"t1 (one task, one program, graph replay): {t1} on {results['machine']['device_name']}")
-    print(f"{'precision':<8}{'T':>3}{'warps':>6}{'B':>6}{'eager us':>10}{'graph us':>10}{'regs':>6}{'stack':>7}"
-          f"{'resident':>9}{'of bound':>10}")
+    print(f"{'precision':<8}{'grid':>6}{'T':>4}{'warps':>6}{'B':>6}{'eager us':>10}{'graph us':>10}{'regs':>6}"
+          f"{'stack':>7}{'resident':>9}{'of bound':>10}")
     for r in rows:
-        print(f"{r['precision']:<8}{r['tasks_per_program']:>3}{r['num_warps']:>6}{r['batch']:>6}"
+        print(f"{r['precision']:<8}{r['programs']:>6}{r['tasks_per_program']:>4}{r['num_warps']:>6}{r['batch']:>6}"
               f"{r['eager_s'] * 1e6:>10.1f}{r['graph_s'] * 1e6:>10.1f}{r['registers']:>6}{r['stack_bytes']:>7}"
               f"{r['resident_programs']:>9}{r['fraction_of_latency_bound']:>10.2f}")
     print(f"wrote {path}")

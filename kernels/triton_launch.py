@@ -10,17 +10,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-import triton
 
 from innerloop.kernels.mlp_layout import MLPSpec
 from innerloop.kernels.triton_mlp import ACTIVATIONS, maml_meta_gradient_kernel, mlp_primitives_kernel, padded
 
 PRECISIONS = ("tf32x3", "tf32", "ieee")
 MAX_WIDTH = 64  # widest layer the kernels keep in registers
-# Launch defaults measured on an H100 (bench/results/h100-triton-tuning.json): the kernels are latency
-# bound with one 8-warp program per SM (255 registers/thread), so one task per program is fastest at
-# every B (B=64: 113 µs vs 419 µs with 4 tasks per program) and 8 warps spill least.
-TASKS_PER_PROGRAM = 1
+# Launch defaults from H100 measurements (bench/results/h100-triton-*.json): the kernels are latency
+# bound with one 8-warp program resident per SM (255 registers/thread), and 8 warps spill least. The
+# grid is persistent (program p runs tasks p, p+G, ...): G = min(B, PROGRAMS_PER_SM · SMs) keeps every
+# SM busy from B = 1 on, while the meta-gradient's snapshot scratch (G·N·P floats) stays L2-sized.
+PROGRAMS_PER_SM = 4
+INTERPRETER_PROGRAMS = 4  # the CPU interpreter runs programs one by one; 4 exercises the strided split
 NUM_WARPS = 8
 Params = dict[str, torch.Tensor]
 
@@ -84,33 +85,50 @@ def unpack(spec: MLPSpec, flat: torch.Tensor) -> Params:
     return {name: flat[..., offset:offset + size].reshape(*lead, *shape) for name, shape, offset, size in _layout(spec)}
 
 
+def max_programs(device: torch.device) -> int:
+    """The default grid cap on ``device``: PROGRAMS_PER_SM per multiprocessor on a GPU."""
+    if device.type == "cuda":
+        return PROGRAMS_PER_SM * _multiprocessors(device.index or 0)
+    return INTERPRETER_PROGRAMS
+
+
+@lru_cache(maxsize=8)
+def _multiprocessors(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
 def primitives(spec: MLPSpec, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, vector: torch.Tensor | None,
-               with_grad: bool, precision: str, tasks_per_program: int = TASKS_PER_PROGRAM,
+               with_grad: bool, precision: str, programs: int | None = None,
                num_warps: int = NUM_WARPS) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Per-task losses [B], gradients [B, P] (``with_grad``) and H·v [B, P] (``vector`` given).
-    ``tasks_per_program`` and ``num_warps`` are launch choices (``bench/triton_tuning.py`` sweeps them)."""
+    ``programs`` (grid cap; default :func:`max_programs`) and ``num_warps`` are launch choices
+    (``bench/triton_tuning.py`` sweeps them)."""
     tasks = x.shape[0]
     losses = torch.empty(tasks, device=x.device, dtype=torch.float32)
     grads = torch.empty_like(flat) if with_grad else None
     products = torch.empty_like(flat) if vector is not None else None
-    grid = (triton.cdiv(tasks, tasks_per_program),)
+    grid = (_grid(tasks, programs, x.device),)
     mlp_primitives_kernel[grid](
         flat, x.contiguous(), y.contiguous(), flat if vector is None else vector.contiguous(), losses,
         flat if grads is None else grads, flat if products is None else products, tasks,
-        TASKS=tasks_per_program, WITH_GRAD=with_grad, WITH_HVP=vector is not None, PRECISION=precision,
+        WITH_GRAD=with_grad, WITH_HVP=vector is not None, PRECISION=precision,
         num_warps=num_warps, **KernelShape(spec).constants(x.shape[1]),
     )
     return losses, grads, products
 
 
+def _grid(tasks: int, programs: int | None, device: torch.device) -> int:
+    return max(1, min(tasks, max_programs(device) if programs is None else programs))
+
+
 def meta_gradient(spec: MLPSpec, theta: torch.Tensor, support_x: torch.Tensor, support_y: torch.Tensor,
                   query_x: torch.Tensor, query_y: torch.Tensor, inner_lr: float, inner_steps: int,
-                  first_order: bool, precision: str, tasks_per_program: int = TASKS_PER_PROGRAM,
+                  first_order: bool, precision: str, programs: int | None = None,
                   num_warps: int = NUM_WARPS) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-task query losses [B] and the mean meta-gradient [P] at shared parameters ``theta`` [P]."""
     tasks = support_x.shape[0]
-    programs = triton.cdiv(tasks, tasks_per_program)
     device = support_x.device
+    programs = _grid(tasks, programs, device)
     second_order = not first_order and inner_steps > 0
     scratch = torch.empty(programs, max(inner_steps, 1) if second_order else 1, spec.num_params,
                           device=device, dtype=torch.float32)
@@ -120,7 +138,7 @@ def meta_gradient(spec: MLPSpec, theta: torch.Tensor, support_x: torch.Tensor, s
     maml_meta_gradient_kernel[(programs,)](
         theta.contiguous(), support_x.contiguous(), support_y.contiguous(), query_x.contiguous(),
         query_y.contiguous(), scratch, partial, losses, tasks, float(inner_lr),
-        M=query_x.shape[1], MP=padded(query_x.shape[1]), TASKS=tasks_per_program, STEPS=inner_steps,
+        M=query_x.shape[1], MP=padded(query_x.shape[1]), STEPS=inner_steps,
         SECOND_ORDER=second_order, PRECISION=precision, num_warps=num_warps, **constants,
     )
     return losses, partial.sum(dim=0) / tasks

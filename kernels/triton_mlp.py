@@ -10,14 +10,15 @@ The math is the closed-form passes of issue 5 on one task's tiles (seed 000 eqs.
             R{Δ_{l−1}} = R{E_{l−1}}⊙σ′ + E_{l−1}⊙σ″⊙R{Z_{l−1}};
 * MSE loss  L = (1/(K·d)) Σ (ŷ − y)², Δ_3 = (2/(K·d))(ŷ − y), R{Δ_3} = (2/(K·d))R{Z_3}.
 
-A program owns ``TASKS`` tasks and keeps one task's weights and activations in registers; every
+The grid is persistent: program p of G runs tasks p, p + G, p + 2G, … one after another (G ≤ B is
+the launch's choice, a few programs per SM), keeping one task's weights and activations in registers; every
 ``tl.dot`` dimension is padded to ≥ 16 with masked loads (padded rows/columns are zero, padded
 points are masked out of the loss). Parameters are flat per task in the engine's order
 (layer0.weight, layer0.bias, layer1.weight, ...). ``PRECISION`` is passed to every ``tl.dot``
 as ``input_precision``: "tf32x3" (fp32-accurate, the default), "tf32" or "ieee".
 
 The meta-gradient kernel runs, per task, N inner SGD steps saving the N parameter snapshots to a
-per-program scratch (reused across the program's tasks, so it stays in L2), the query gradient,
+per-program scratch (G·N·P numbers, reused across the program's tasks, so it stays in L2), the query gradient,
 and the reverse pass g ← g − α·H(θ_{n−1})·g recomputing the forward/backward pass for each
 HVP; it writes per-program partial sums of the meta-gradient that the host reduces (no atomics:
 deterministic).
@@ -174,29 +175,26 @@ def mlp_primitives_kernel(
     params_ptr, x_ptr, y_ptr, vector_ptr, loss_ptr, grad_ptr, hvp_ptr, tasks,
     P: tl.constexpr, K: tl.constexpr, IN: tl.constexpr, H1: tl.constexpr, H2: tl.constexpr, OUT: tl.constexpr,
     KP: tl.constexpr, INP: tl.constexpr, H1P: tl.constexpr, H2P: tl.constexpr, OUTP: tl.constexpr,
-    TASKS: tl.constexpr, ACT: tl.constexpr, WITH_GRAD: tl.constexpr, WITH_HVP: tl.constexpr,
-    PRECISION: tl.constexpr,
+    ACT: tl.constexpr, WITH_GRAD: tl.constexpr, WITH_HVP: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """Per task b: loss L_b, and when asked ∇L_b and ∇²L_b·v_b, at per-task parameters θ_b."""
-    for t in range(TASKS):
-        task = tl.program_id(0) * TASKS + t
-        if task < tasks:
-            w1, b1, w2, b2, w3, b3 = _load_params(params_ptr + task * P, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
-            x = _load_matrix(x_ptr + task * K * IN, K, IN, KP, INP)
-            y = _load_matrix(y_ptr + task * K * OUT, K, OUT, KP, OUTP)
-            a1, s1, k1, a2, s2, k2, out = _forward(x, w1, b1, w2, b2, w3, b3, ACT, PRECISION)
-            loss, d3, curvature = _mse(out, y, K, OUT, KP, OUTP)
-            tl.store(loss_ptr + task, loss)
-            if WITH_GRAD or WITH_HVP:
-                g1, gb1, g2, gb2, g3, gb3, d2, e2, d1, e1 = _backward(x, a1, s1, a2, s2, w2, w3, d3, PRECISION)
-                if WITH_GRAD:
-                    _store_params(grad_ptr + task * P, g1, gb1, g2, gb2, g3, gb3,
-                                  IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
-                if WITH_HVP:
-                    v1, c1, v2, c2, v3, c3 = _load_params(vector_ptr + task * P, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
-                    h1, hb1, h2, hb2, h3, hb3 = _hvp(x, w1, w2, w3, v1, c1, v2, c2, v3, c3, a1, s1, k1, a2,
-                                                     s2, k2, d3, d2, e2, e1, curvature, ACT, PRECISION)
-                    _store_params(hvp_ptr + task * P, h1, hb1, h2, hb2, h3, hb3, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
+    for task in range(tl.program_id(0), tasks, tl.num_programs(0)):
+        w1, b1, w2, b2, w3, b3 = _load_params(params_ptr + task * P, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
+        x = _load_matrix(x_ptr + task * K * IN, K, IN, KP, INP)
+        y = _load_matrix(y_ptr + task * K * OUT, K, OUT, KP, OUTP)
+        a1, s1, k1, a2, s2, k2, out = _forward(x, w1, b1, w2, b2, w3, b3, ACT, PRECISION)
+        loss, d3, curvature = _mse(out, y, K, OUT, KP, OUTP)
+        tl.store(loss_ptr + task, loss)
+        if WITH_GRAD or WITH_HVP:
+            g1, gb1, g2, gb2, g3, gb3, d2, e2, d1, e1 = _backward(x, a1, s1, a2, s2, w2, w3, d3, PRECISION)
+            if WITH_GRAD:
+                _store_params(grad_ptr + task * P, g1, gb1, g2, gb2, g3, gb3,
+                              IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
+            if WITH_HVP:
+                v1, c1, v2, c2, v3, c3 = _load_params(vector_ptr + task * P, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
+                h1, hb1, h2, hb2, h3, hb3 = _hvp(x, w1, w2, w3, v1, c1, v2, c2, v3, c3, a1, s1, k1, a2,
+                                                 s2, k2, d3, d2, e2, e1, curvature, ACT, PRECISION)
+                _store_params(hvp_ptr + task * P, h1, hb1, h2, hb2, h3, hb3, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
 
 
 @triton.jit
@@ -204,48 +202,46 @@ def maml_meta_gradient_kernel(
     theta_ptr, sx_ptr, sy_ptr, qx_ptr, qy_ptr, scratch_ptr, partial_ptr, loss_ptr, tasks, inner_lr,
     P: tl.constexpr, K: tl.constexpr, M: tl.constexpr, IN: tl.constexpr, H1: tl.constexpr, H2: tl.constexpr,
     OUT: tl.constexpr, KP: tl.constexpr, MP: tl.constexpr, INP: tl.constexpr, H1P: tl.constexpr,
-    H2P: tl.constexpr, OUTP: tl.constexpr, TASKS: tl.constexpr, STEPS: tl.constexpr, ACT: tl.constexpr,
-    SECOND_ORDER: tl.constexpr, PRECISION: tl.constexpr,
+    H2P: tl.constexpr, OUTP: tl.constexpr, STEPS: tl.constexpr, ACT: tl.constexpr, SECOND_ORDER: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     """Per program: Σ over its tasks of the MAML meta-gradient (seed 000 eq. 2.5) into
     ``partial_ptr[program]``; per-task query losses into ``loss_ptr``."""
     program = tl.program_id(0)
     scratch = scratch_ptr + program * STEPS * P
     partial = partial_ptr + program * P  # zeroed by the host; this program's tasks add into it in order
-    for t in range(TASKS):
-        task = program * TASKS + t
-        if task < tasks:
-            sx = _load_matrix(sx_ptr + task * K * IN, K, IN, KP, INP)
-            sy = _load_matrix(sy_ptr + task * K * OUT, K, OUT, KP, OUTP)
-            w1, b1, w2, b2, w3, b3 = _load_params(theta_ptr, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
-            for n in range(STEPS):  # θ_{n+1} = θ_n − α∇L_S(θ_n), keeping θ_n
-                if SECOND_ORDER:
-                    _store_params(scratch + n * P, w1, b1, w2, b2, w3, b3, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
-                a1, s1, k1, a2, s2, k2, out = _forward(sx, w1, b1, w2, b2, w3, b3, ACT, PRECISION)
-                _, d3, _ = _mse(out, sy, K, OUT, KP, OUTP)
-                g1, gb1, g2, gb2, g3, gb3, _, _, _, _ = _backward(sx, a1, s1, a2, s2, w2, w3, d3, PRECISION)
-                w1, b1, w2, b2, w3, b3 = _step(w1, b1, w2, b2, w3, b3, g1, gb1, g2, gb2, g3, gb3, inner_lr)
-            qx = _load_matrix(qx_ptr + task * M * IN, M, IN, MP, INP)
-            qy = _load_matrix(qy_ptr + task * M * OUT, M, OUT, MP, OUTP)
-            a1, s1, k1, a2, s2, k2, out = _forward(qx, w1, b1, w2, b2, w3, b3, ACT, PRECISION)
-            loss, d3, _ = _mse(out, qy, M, OUT, MP, OUTP)
-            tl.store(loss_ptr + task, loss)
-            g1, gb1, g2, gb2, g3, gb3, _, _, _, _ = _backward(qx, a1, s1, a2, s2, w2, w3, d3, PRECISION)
+    for task in range(program, tasks, tl.num_programs(0)):
+        sx = _load_matrix(sx_ptr + task * K * IN, K, IN, KP, INP)
+        sy = _load_matrix(sy_ptr + task * K * OUT, K, OUT, KP, OUTP)
+        w1, b1, w2, b2, w3, b3 = _load_params(theta_ptr, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
+        for n in range(STEPS):  # θ_{n+1} = θ_n − α∇L_S(θ_n), keeping θ_n
             if SECOND_ORDER:
-                tl.debug_barrier()  # the snapshots written above are read back by other threads
-                for i in range(STEPS):  # g ← g − α∇²L_S(θ_n)g, n = N−1 … 0
-                    w1, b1, w2, b2, w3, b3 = _load_params(scratch + (STEPS - 1 - i) * P, IN, H1, H2, OUT,
-                                                          INP, H1P, H2P, OUTP)
-                    a1, s1, k1, a2, s2, k2, out = _forward(sx, w1, b1, w2, b2, w3, b3, ACT, PRECISION)
-                    _, d3, curvature = _mse(out, sy, K, OUT, KP, OUTP)
-                    _, _, _, _, _, _, d2, e2, _, e1 = _backward(sx, a1, s1, a2, s2, w2, w3, d3, PRECISION)
-                    h1, hb1, h2, hb2, h3, hb3 = _hvp(sx, w1, w2, w3, g1, gb1, g2, gb2, g3, gb3, a1, s1, k1,
-                                                     a2, s2, k2, d3, d2, e2, e1, curvature, ACT, PRECISION)
-                    g1, gb1, g2, gb2, g3, gb3 = _step(g1, gb1, g2, gb2, g3, gb3, h1, hb1, h2, hb2, h3, hb3, inner_lr)
-                tl.debug_barrier()  # the next task overwrites the scratch
-            s1, sb1, s2, sb2, s3, sb3 = _load_params(partial, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
-            s1, sb1, s2, sb2, s3, sb3 = _step(s1, sb1, s2, sb2, s3, sb3, g1, gb1, g2, gb2, g3, gb3, -1.0)
-            _store_params(partial, s1, sb1, s2, sb2, s3, sb3, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
+                _store_params(scratch + n * P, w1, b1, w2, b2, w3, b3, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
+            a1, s1, k1, a2, s2, k2, out = _forward(sx, w1, b1, w2, b2, w3, b3, ACT, PRECISION)
+            _, d3, _ = _mse(out, sy, K, OUT, KP, OUTP)
+            g1, gb1, g2, gb2, g3, gb3, _, _, _, _ = _backward(sx, a1, s1, a2, s2, w2, w3, d3, PRECISION)
+            w1, b1, w2, b2, w3, b3 = _step(w1, b1, w2, b2, w3, b3, g1, gb1, g2, gb2, g3, gb3, inner_lr)
+        qx = _load_matrix(qx_ptr + task * M * IN, M, IN, MP, INP)
+        qy = _load_matrix(qy_ptr + task * M * OUT, M, OUT, MP, OUTP)
+        a1, s1, k1, a2, s2, k2, out = _forward(qx, w1, b1, w2, b2, w3, b3, ACT, PRECISION)
+        loss, d3, _ = _mse(out, qy, M, OUT, MP, OUTP)
+        tl.store(loss_ptr + task, loss)
+        g1, gb1, g2, gb2, g3, gb3, _, _, _, _ = _backward(qx, a1, s1, a2, s2, w2, w3, d3, PRECISION)
+        if SECOND_ORDER:
+            tl.debug_barrier()  # the snapshots written above are read back by other threads
+            for i in range(STEPS):  # g ← g − α∇²L_S(θ_n)g, n = N−1 … 0
+                w1, b1, w2, b2, w3, b3 = _load_params(scratch + (STEPS - 1 - i) * P, IN, H1, H2, OUT,
+                                                      INP, H1P, H2P, OUTP)
+                a1, s1, k1, a2, s2, k2, out = _forward(sx, w1, b1, w2, b2, w3, b3, ACT, PRECISION)
+                _, d3, curvature = _mse(out, sy, K, OUT, KP, OUTP)
+                _, _, _, _, _, _, d2, e2, _, e1 = _backward(sx, a1, s1, a2, s2, w2, w3, d3, PRECISION)
+                h1, hb1, h2, hb2, h3, hb3 = _hvp(sx, w1, w2, w3, g1, gb1, g2, gb2, g3, gb3, a1, s1, k1,
+                                                 a2, s2, k2, d3, d2, e2, e1, curvature, ACT, PRECISION)
+                g1, gb1, g2, gb2, g3, gb3 = _step(g1, gb1, g2, gb2, g3, gb3, h1, hb1, h2, hb2, h3, hb3, inner_lr)
+            tl.debug_barrier()  # the next task overwrites the scratch
+        s1, sb1, s2, sb2, s3, sb3 = _load_params(partial, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
+        s1, sb1, s2, sb2, s3, sb3 = _step(s1, sb1, s2, sb2, s3, sb3, g1, gb1, g2, gb2, g3, gb3, -1.0)
+        _store_params(partial, s1, sb1, s2, sb2, s3, sb3, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
 
 
 def padded(n: int) -> int:

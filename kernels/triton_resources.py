@@ -15,7 +15,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from innerloop.kernels.mlp_layout import MLPSpec
-from innerloop.kernels.triton_launch import NUM_WARPS, TASKS_PER_PROGRAM, KernelShape
+from innerloop.kernels.triton_launch import NUM_WARPS, KernelShape
 from innerloop.kernels.triton_mlp import maml_meta_gradient_kernel, mlp_primitives_kernel, padded
 
 POINTERS = {
@@ -47,10 +47,9 @@ def _signature(kernel: str, constants: dict) -> dict:
 
 
 def resource_usage(spec: MLPSpec, kernel: str, points: int = 10, steps: int = 5, precision: str = "tf32x3",
-                   capability: int = 90, tasks_per_program: int = TASKS_PER_PROGRAM,
-                   num_warps: int = NUM_WARPS) -> ResourceUsage:
+                   capability: int = 90, num_warps: int = NUM_WARPS) -> ResourceUsage:
     """Registers and spill stack per thread of ``kernel`` compiled for sm_<capability>."""
-    constants = {**KernelShape(spec).constants(points), "TASKS": tasks_per_program, "PRECISION": precision}
+    constants = {**KernelShape(spec).constants(points), "PRECISION": precision}
     if kernel == "mlp_primitives_kernel":
         fn = mlp_primitives_kernel
         constants.update(WITH_GRAD=True, WITH_HVP=True)

@@ -22,7 +22,7 @@ from innerloop.engine.models import MLP
 
 TOL = 1e-5  # fp32 kernels (tf32x3/ieee semantics) against the float64 oracle
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where the triton backend runs
-GROUPS = {1: 1, 7: 4, 64: 3}  # tasks per program for B tasks: the last program of B=7 and B=64 is partial
+GROUPS = {1: 4, 7: 3, 64: 5}  # grid cap for B tasks: programs run 3 and 2 (B=7), 13 and 12 (B=64) tasks
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def _rel(a, b):
 @pytest.mark.parametrize("width,tasks", [(16, 1), (40, 7), (64, 64)])
 def test_hvp_kernel_equals_the_oracle(oracle, activation, width, tasks):
     learner, _, params, vector, (x, y, _, _) = _problem(width, activation, tasks)
-    backend = il.backends.get("triton", precision="ieee", tasks_per_program=GROUPS[tasks])
+    backend = il.backends.get("triton", precision="ieee", programs=GROUPS[tasks])
     losses, grads = backend.loss_and_grad(learner, _f32(params), _f32(x), _f32(y))
     ref_losses, ref_grads = oracle.loss_and_grad(learner, params, x, y)
     assert float((losses.double().cpu() - ref_losses).abs().max() / ref_losses.abs().max()) < TOL
@@ -70,7 +70,7 @@ def test_hvp_kernel_equals_the_oracle(oracle, activation, width, tasks):
 ])
 def test_fused_meta_gradient_kernel_equals_the_oracle(oracle, activation, width, steps, tasks):
     learner, theta, _, _, (sx, sy, qx, qy) = _problem(width, activation, tasks)
-    backend = il.backends.get("triton", tasks_per_program=GROUPS[tasks])
+    backend = il.backends.get("triton", programs=GROUPS[tasks])
     for first_order in (False, True):
         losses, grad = backend.meta_gradient(learner, _f32(theta), *map(_f32, (sx, sy, qx, qy)), 0.1, steps,
                                              first_order)
@@ -144,8 +144,8 @@ def test_bad_options_and_missing_hardware_are_clear_errors(monkeypatch):
         il.backends.get("triton", dtype="float64")
     with pytest.raises(il.ConfigError, match="unknown precision"):
         il.backends.get("triton", precision="fp8")
-    with pytest.raises(il.ConfigError, match="tasks_per_program must be a whole number"):
-        il.backends.get("triton", tasks_per_program=0)
+    with pytest.raises(il.ConfigError, match="programs must be a whole number"):
+        il.backends.get("triton", programs=0)
     if torch.cuda.is_available():
         return
     monkeypatch.delenv("TRITON_INTERPRET")
