@@ -43,10 +43,18 @@ def _steps_panel(ax, document, metric: str, ylabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def _distribution_panel(ax, document, family) -> None:
+def _distribution_panel(ax, document, family, top: int = 20) -> None:
+    """The ``top`` bit-strings of the true task prior (bars) and the mass each meta-learned q(θ₀)
+    puts on them (markers); the last column is the mass on all other strings."""
     prior = family.log_prior().exp()
-    order = torch.argsort(prior, descending=True)
-    ax.bar(range(len(order)), prior[order].numpy(), color="k", alpha=0.25, width=1.0, label="true task prior")
+    order = torch.argsort(prior, descending=True)[:top]
+    rest = len(prior) - top
+
+    def shown(p: torch.Tensor) -> list[float]:
+        return [*p[order].tolist(), float(1 - p[order].sum())]
+
+    positions = range(top + 1)
+    ax.bar(positions, shown(prior), color="k", alpha=0.25, width=0.8, label="true task prior")
     for method in ("maml", "fomaml-shots", "mean-field"):
         if method not in document["rows"]:
             continue
@@ -54,10 +62,11 @@ def _distribution_panel(ax, document, family) -> None:
         theta = {k: torch.tensor(v, dtype=torch.float64) for k, v in document["rows"][method]["theta"].items()}
         with torch.no_grad():
             q = model.probabilities(theta)
-        ax.plot(range(len(order)), q[order].numpy(), color=STYLE[method], lw=1, label=f"q(θ₀) {method}")
-    ax.set(xlabel="bit-strings, by true prior probability", ylabel="probability", yscale="log",
-           title="meta-learned initial distribution vs task prior")
-    ax.set_ylim(bottom=1e-5)
+        ax.plot(positions, shown(q), color=STYLE[method], marker="o", ms=3, lw=0.8, label=f"q(θ₀) {method}")
+    ax.set_xticks(list(positions), [*(str(int(i)) for i in order), f"other\n{rest}"], fontsize=6, rotation=90)
+    ax.set(xlabel=f"the {top} most probable bit-strings of the task prior (index), then all others",
+           ylabel="probability", yscale="log", title="meta-learned initial distribution vs task prior")
+    ax.set_ylim(bottom=1e-4)
     ax.legend(fontsize=7)
 
 
