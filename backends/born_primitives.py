@@ -1,13 +1,16 @@
-"""The free energy of Born-machine learners and its gradient on a PennyLane device (issue 8, part 2).
+"""The objectives of Born-machine learners and their gradients on a PennyLane device (issue 8, part 2).
 
-For per-task angles θ_b and data D_b the loss is F(θ_b | D_b) = E_{q_θ}[−log p(D|φ)] + α·KL(q_θ ‖ p)
-(monograph eq. 2.32, p uniform). Every mode writes it as an expectation of a per-task function of
-the bit-string held fixed while differentiating,
+For per-task angles θ_b and data D_b the training loss is the free energy
+F(θ_b | D_b) = E_{q_θ}[−log p(D|φ)] + α·KL(q_θ ‖ p) (monograph eq. 2.32, p uniform) and the
+validation loss the predictive log-loss −log E_{q_θ}[p(D|φ)] (eq. 2.35). Every mode writes them
+through an expectation of a per-task function of the bit-string held fixed while differentiating,
 
-    h_b(φ) = −log p(D_b|φ) + α·t_b(φ),   ∇_θ F = ∇_θ E_{q_θ}[h_b]  (t frozen),
+    free energy:  h_b(φ) = −log p(D_b|φ) + α·t_b(φ),   ∇_θ F = ∇_θ E_{q_θ}[h_b]  (t frozen),
+    predictive:   w_b(φ) = p(D_b|φ)·e^{m_b},           ∇_θ(−log E[p]) = −∇_θ E_{q_θ}[w_b] / E_{q_θ}[w_b],
 
 with t_b = log q_θ − log p computed exactly (simulator) or by the classifier density-ratio
-estimator of :mod:`innerloop.engine.density_ratio` (``shots``: no probabilities anywhere).
+estimator of :mod:`innerloop.engine.density_ratio` (``shots``: no probabilities anywhere), and m_b
+the smallest −log p(D_b|φ) among the strings at hand (it keeps w in floating-point range).
 
 * ``exact`` (backprop): q_θ over all 2ⁿ strings, F by enumeration, autograd (second order);
 * ``adjoint``: per task ⟨ψ_θ| diag(h_b) |ψ_θ⟩ as ``expval(SparseHamiltonian)``, adjoint-differentiated;
@@ -29,7 +32,14 @@ import scipy.sparse
 import torch
 
 from innerloop.backends import autograd_reference
-from innerloop.engine.binary_bayes import all_strings, free_energy, log_ratio_to_uniform
+from innerloop.engine.binary_bayes import (
+    OBJECTIVE,
+    PREDICTIVE,
+    all_strings,
+    free_energy,
+    log_ratio_to_uniform,
+    predictive_log_loss,
+)
 from innerloop.engine.born_machine import BornMachine, to_string_order
 from innerloop.engine.density_ratio import fit_log_ratio
 
@@ -84,7 +94,7 @@ class BornPrimitives:
         self.model.prepare(weights)
         return qml.expval(qml.SparseHamiltonian(diagonal, wires=range(self.model.qubits)))
 
-    # -- the free energy ---------------------------------------------------------------------------
+    # -- the objectives ----------------------------------------------------------------------------
     def _nll(self, x: torch.Tensor, y: torch.Tensor) -> StringFunction:
         return lambda strings: self.model.likelihood.negative_log_likelihood(
             strings, x.reshape(x.shape[0], *([1] * (strings.ndim - 3)), *x.shape[1:]),
@@ -93,55 +103,76 @@ class BornPrimitives:
     def _exact_nll(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.model.likelihood.negative_log_likelihood(all_strings(self.model.bits), x, y)  # [B, 2ⁿ]
 
-    def exact_loss(self, weights: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """F(θ_b | D_b) [B] by enumeration (differentiable in backprop mode)."""
-        return free_energy(self.probabilities(weights), self._exact_nll(x, y), self.model.temperature)
+    def exact_loss(self, weights: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                   objective: str = OBJECTIVE) -> torch.Tensor:
+        """The objective [B] by enumeration (differentiable in backprop mode): the free energy
+        (eq. 2.32) or the predictive log-loss (eq. 2.35)."""
+        probs, nll = self.probabilities(weights), self._exact_nll(x, y)
+        if objective == PREDICTIVE:
+            return predictive_log_loss(probs, nll)
+        return free_energy(probs, nll, self.model.temperature)
 
-    def loss(self, weights: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, weights: torch.Tensor, x: torch.Tensor, y: torch.Tensor, objective: str = OBJECTIVE
+             ) -> torch.Tensor:
         with torch.no_grad():
             if self.shots:
-                return self._sampled_values(weights.unsqueeze(1), x, y)[:, 0]
-            return self.exact_loss(weights, x, y)
+                values, offset = self._sampled_values(weights.unsqueeze(1), x, y, objective)
+                return _combine(objective, values, offset)[0]
+            return self.exact_loss(weights, x, y, objective)
 
-    def loss_and_grad(self, weights: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    def loss_and_grad(self, weights: torch.Tensor, x: torch.Tensor, y: torch.Tensor, objective: str = OBJECTIVE
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-task F and ∇_θ F [B, L, n, 2] in the configured mode (see the module docstring)."""
+        """Per-task objective and its gradient [B, L, n, 2] in the configured mode (module docstring)."""
         if self.diff_method == "backprop":
             task_losses, grad = autograd_reference.loss_and_grad(
-                lambda p: self.exact_loss(p["weights"], x, y), {"weights": weights})
+                lambda p: self.exact_loss(p["weights"], x, y, objective), {"weights": weights})
             return task_losses, grad["weights"]
         if self.diff_method == "adjoint":
-            return self._adjoint(weights, x, y)
+            return self._adjoint(weights, x, y, objective)
         with torch.no_grad():
             shifted = _shifted(weights)  # [B, 1 + 2P, L, n, 2]
-            values = self._sampled_values(shifted, x, y) if self.shots else self._exact_values(shifted, x, y)
-            count = (shifted.shape[1] - 1) // 2
-            grad = (values[:, 1:1 + count] - values[:, 1 + count:]) / 2
-        return values[:, 0], grad.reshape(weights.shape)
+            values, offset = (self._sampled_values if self.shots else self._exact_values)(shifted, x, y, objective)
+            task_losses, grad = _combine(objective, values, offset)
+        return task_losses, grad.reshape(weights.shape)
 
-    def _exact_values(self, shifted: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """E_{q}[h_b] [B, 1 + 2P] on exact probabilities, t_b = log q_θ − log p frozen at θ."""
+    def _exact_values(self, shifted: torch.Tensor, x: torch.Tensor, y: torch.Tensor, objective: str
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """E_q[h_b] [B, 1 + 2P] on exact probabilities (and the offset of the predictive integrand)."""
         probs = self.probabilities(shifted)  # [B, 1 + 2P, 2ⁿ]
-        h = self._exact_nll(x, y) + self.model.temperature * log_ratio_to_uniform(probs[:, 0])
-        return (probs * h.unsqueeze(1)).sum(-1)
+        h, offset = self._integrand(self._exact_nll(x, y), objective, lambda: log_ratio_to_uniform(probs[:, 0]))
+        return (probs * h.unsqueeze(1)).sum(-1), offset
 
-    def _sampled_values(self, shifted: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Sample means of h_b [B, 1 + 2P] with t_b the classifier logit trained on the unshifted
-        circuit's samples against uniform prior samples."""
+    def _sampled_values(self, shifted: torch.Tensor, x: torch.Tensor, y: torch.Tensor, objective: str
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Sample means of h_b [B, 1 + 2P]; the free energy's t_b is the classifier logit trained on
+        the unshifted circuit's samples against uniform prior samples."""
         strings = self.samples(shifted)  # [B, 1 + 2P, S, n]
-        prior = (torch.rand(strings[:, 0].shape, generator=self.generator) < 0.5).long()
-        log_ratio = fit_log_ratio(strings[:, 0], prior, self.generator)
-        h = self._nll(x, y)(strings.to(x.dtype)) + self.model.temperature * log_ratio(strings).to(x.dtype)
-        return h.mean(-1)
 
-    def _adjoint(self, weights: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def classifier_log_ratio() -> torch.Tensor:
+            prior = (torch.rand(strings[:, 0].shape, generator=self.generator) < 0.5).long()
+            return fit_log_ratio(strings[:, 0], prior, self.generator)(strings).to(x.dtype)
+
+        h, offset = self._integrand(self._nll(x, y)(strings.to(x.dtype)), objective, classifier_log_ratio)
+        return h.mean(-1), offset
+
+    def _integrand(self, nll: torch.Tensor, objective: str, log_ratio: Callable[[], torch.Tensor]
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """h over the strings of ``nll`` [B, ...]: nll + α·t (free energy, t frozen) or
+        w = exp(−(nll − m)) with m_b the smallest nll of task b (predictive; m keeps w in range and
+        cancels in the gradient)."""
+        if objective == PREDICTIVE:
+            offset = nll.flatten(1).min(dim=1).values
+            return torch.exp(-(nll - offset.reshape(-1, *[1] * (nll.ndim - 1)))), offset
+        return nll + self.model.temperature * log_ratio(), None
+
+    def _adjoint(self, weights: torch.Tensor, x: torch.Tensor, y: torch.Tensor, objective: str
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per task, ⟨diag(h_b)⟩ with adjoint differentiation; h_b in PennyLane's basis order."""
         with torch.no_grad():
-            probs = self.probabilities(weights)
-            h = self._exact_nll(x, y) + self.model.temperature * log_ratio_to_uniform(probs)
-        n = self.model.qubits
-        pennylane_order = string_order_of_pennylane_index(n)
-        losses, grads = [], []
+            h, offset = self._integrand(self._exact_nll(x, y), objective,
+                                        lambda: log_ratio_to_uniform(self.probabilities(weights)))
+        pennylane_order = string_order_of_pennylane_index(self.model.qubits)
+        values, grads = [], []
         for b in range(weights.shape[0]):
             diagonal = scipy.sparse.diags(h[b, pennylane_order].double().numpy(), format="csr")
             with torch.enable_grad():
@@ -149,9 +180,24 @@ class BornPrimitives:
                 energy = self._energy(angles, diagonal)
                 self.executions.add(1, None)
                 (grad,) = torch.autograd.grad(energy, angles)
-            losses.append(energy.detach())
+            values.append(energy.detach())
             grads.append(grad)
-        return torch.stack(losses).to(weights.dtype), torch.stack(grads).to(weights.dtype)
+        values, grads = torch.stack(values).to(weights.dtype), torch.stack(grads).to(weights.dtype)
+        if objective == PREDICTIVE:  # ∇(m − log E) = −∇E / E
+            return offset - torch.log(values), -grads / values.reshape(-1, *[1] * (grads.ndim - 1))
+        return values, grads
+
+
+def _combine(objective: str, values: torch.Tensor, offset: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss [B], shift-rule gradient [B, P]) from E_q[h] at θ and at the 2P shifts [B, 1 + 2P]:
+    E₀ and (E₊ − E₋)/2 for the free energy; m − log E₀ and −(E₊ − E₋)/(2·E₀) for the predictive
+    log-loss."""
+    count = (values.shape[1] - 1) // 2
+    diff = (values[:, 1:1 + count] - values[:, 1 + count:]) / 2
+    if objective == PREDICTIVE:
+        return offset - torch.log(values[:, 0]), -diff / values[:, :1]
+    return values[:, 0], diff
 
 
 def string_order_of_pennylane_index(bits: int) -> torch.Tensor:

@@ -121,7 +121,7 @@ class QuantumBackend(Backend):
         self._require("loss")
         model = self._model(learner)
         if isinstance(model, BornMachine):
-            return self.born(model).loss(params["weights"], x, y)
+            return self.born(model).loss(params["weights"], x, y, learner.loss_name)
         return losses.batched(self._predict(self._model(learner), params, x)[1], y, learner.loss_name)
 
     def loss_and_grad(
@@ -130,7 +130,7 @@ class QuantumBackend(Backend):
         self._require("loss_and_grad")
         model = self._model(learner)
         if isinstance(model, BornMachine):
-            task_losses, grad = self.born(model).loss_and_grad(params["weights"], x, y)
+            task_losses, grad = self.born(model).loss_and_grad(params["weights"], x, y, learner.loss_name)
             return task_losses, {"weights": grad}
         if self.diff_method == "parameter-shift":
             return self._shift_rule(model, params, x, y, learner.loss_name)
@@ -165,6 +165,7 @@ class QuantumBackend(Backend):
         model = self._model(learner)
         if isinstance(model, BornMachine):
             primitives = self.born(model)
-            return autograd_reference.hvp(lambda p: primitives.exact_loss(p["weights"], x, y), params, vector)
+            return autograd_reference.hvp(lambda p: primitives.exact_loss(p["weights"], x, y, learner.loss_name),
+                                          params, vector)
         return autograd_reference.hvp(
             lambda p: losses.batched(self._predict(model, p, x)[1], y, learner.loss_name), params, vector)

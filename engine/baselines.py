@@ -66,4 +66,4 @@ def finetune_loss(
 ) -> tuple[torch.Tensor, Params]:
     """Per-task query loss after ``steps`` SGD steps from per-task ``params``; also the adapted params."""
     adapted = sgd_trajectory(backend, learner, params, batch.support_x, batch.support_y, lr, steps).final
-    return backend.loss(learner, adapted, batch.query_x, batch.query_y), adapted
+    return backend.loss(learner.validation, adapted, batch.query_x, batch.query_y), adapted

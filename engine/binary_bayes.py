@@ -22,6 +22,7 @@ from innerloop.engine.errors import ConfigError, ShapeError
 from innerloop.engine.params import Params, check_shapes, count
 
 OBJECTIVE = "free_energy"
+PREDICTIVE = "predictive_log_loss"
 
 
 def all_strings(bits: int) -> torch.Tensor:
@@ -106,13 +107,23 @@ def free_energy(probabilities: torch.Tensor, nll: torch.Tensor, temperature: flo
     return (probabilities * nll).sum(-1) + temperature * exact_kl_to_uniform(probabilities)
 
 
+def predictive_log_loss(probabilities: torch.Tensor, nll: torch.Tensor) -> torch.Tensor:
+    """−log Σ_φ q(φ)·p(D|φ) (monograph eq. 2.35: Bayesian meta-learning's validation loss) for q
+    over all strings [..., 2ⁿ] and −log p(D|φ) [..., 2ⁿ], as a log-sum-exp (stable for the
+    likelihoods of many points), shape [...]."""
+    return -torch.logsumexp(torch.log(probabilities.clamp_min(1e-300)) - nll, dim=-1)
+
+
 class BinaryPosteriorModel(ABC):
     """What every variational family over binary weights shares: the likelihood it is the posterior
-    of, the temperature α, and ``objective(params, x, y)`` = F(q_params | D) of one task, with the
-    posterior-predictive mean Σ_φ q(φ)·f_φ(x) as its prediction (``apply``). Subclasses give
-    ``probabilities(params)`` over all 2ⁿ strings."""
+    of, the temperature α, ``objective(params, x, y)`` = F(q_params | D) of one task (what the inner
+    loop minimizes, eq. 2.34), ``validation_objective(params, x, y)`` = −log E_q[p(D|φ)] (what the
+    meta-learner minimizes on query data, eqs. 2.33 and 2.35), and the posterior-predictive mean
+    Σ_φ q(φ)·f_φ(x) as its prediction (``apply``). Subclasses give ``probabilities(params)`` over
+    all 2ⁿ strings."""
 
     objective_name = OBJECTIVE
+    validation_objective_name = PREDICTIVE
     in_dim = 1
     out_dim = 1
 
@@ -131,9 +142,16 @@ class BinaryPosteriorModel(ABC):
 
     def objective(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """F(q | D) of one task (no task axis), exact: monograph eq. 2.32."""
-        q = self.probabilities(params)
+        return free_energy(*self._exact(params, x, y), self.temperature)
+
+    def validation_objective(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """−log E_q[p(D|φ)] of one task (no task axis), exact: monograph eq. 2.35."""
+        return predictive_log_loss(*self._exact(params, x, y))
+
+    def _exact(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q and −log p(D|φ) over all 2ⁿ strings."""
         nll = self.likelihood.negative_log_likelihood(all_strings(self.bits).to(x.device), x, y)
-        return free_energy(q.to(nll.dtype), nll, self.temperature)
+        return self.probabilities(params).to(nll.dtype), nll
 
     def apply(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """Posterior-predictive mean [K, 1] for one task's params and inputs [K, 1]."""

@@ -92,14 +92,14 @@ def _evaluate_gradient(run, config, family, model, backend, algorithm, params, s
     result: dict[str, Any] = {
         "lens": "gradient", "algo": config.algo, "task": config.task, "backend": config.backend,
         "iteration": int(state["iteration"]), "tasks": int(tasks), "shots": family.shots,
-        "loss": meta_learner.loss_name,
+        "loss": meta_learner.validation.loss_name,
         "inner_lr": algorithm.inner_lr, "baseline_lr": baseline_lr, "baseline_backend": repr(reference),
         "joint_iters": joint_iters, "steps": {},
         "baselines": {name: {} for name in starts},
     }
     for n in steps:
         adapted = algorithm.adapt(params, batch, steps=n)
-        losses = backend.loss(meta_learner, adapted, batch.query_x, batch.query_y)
+        losses = backend.loss(meta_learner.validation, adapted, batch.query_x, batch.query_y)
         result["steps"][str(n)] = _entry(losses, meta_learner, adapted, batch)
         for name, start in starts.items():
             losses, adapted = finetune_loss(reference, learner, start, batch, baseline_lr, n)

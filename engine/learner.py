@@ -5,7 +5,11 @@ backends read ``learner.model`` and ``learner.loss_name`` to decide what they ca
 
 A model may define an objective of its own (``objective_name`` and ``objective(params, x, y)``):
 the variational families over binary weights are trained on the free energy (monograph eq. 2.32),
-not on a loss of their predictions. :func:`loss_for` picks it.
+not on a loss of their predictions. :func:`loss_for` picks it. Such a model may also define the
+loss its query (validation) data is scored with — ``validation_objective_name`` and
+``validation_objective`` — which differs from the training objective in Bayesian meta-learning
+(the predictive log-loss of monograph eq. 2.35); :attr:`Learner.validation` is the learner of it,
+and the algorithms score query sets with it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ def loss_for(model: Any, task_loss: str) -> str:
     return getattr(model, "objective_name", task_loss)
 
 
+def _own_objectives(model: Any) -> dict[str, str]:
+    """The model's own objectives: name → method (training and validation objective)."""
+    pairs = (("objective_name", "objective"), ("validation_objective_name", "validation_objective"))
+    return {getattr(model, attribute): method for attribute, method in pairs if hasattr(model, attribute)}
+
+
 @dataclass(frozen=True)
 class Learner:
     """``model`` with ``apply(params, x)`` and a loss name from :data:`losses.LOSSES` (or the model's
@@ -41,12 +51,22 @@ class Learner:
 
     @property
     def own_objective(self) -> bool:
-        return self.loss_name == getattr(self.model, "objective_name", None)
+        return self.loss_name in _own_objectives(self.model)
+
+    @property
+    def validation(self) -> Learner:
+        """The learner that scores query (validation) data: the model's validation objective when
+        this learner trains on the model's own objective and the model has one, else this learner."""
+        name = getattr(self.model, "validation_objective_name", None)
+        if name is None or self.loss_name != getattr(self.model, "objective_name", None):
+            return self
+        return Learner(self.model, name)
 
     def task_loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Scalar loss of one task (no task axis): L(params; x, y)."""
-        if self.own_objective:
-            return self.model.objective(params, x, y)
+        own = _own_objectives(self.model)
+        if self.loss_name in own:
+            return getattr(self.model, own[self.loss_name])(params, x, y)
         return losses.get(self.loss_name)(self.model.apply(params, x), y)
 
     def predict(self, params: Params, x: torch.Tensor) -> torch.Tensor:

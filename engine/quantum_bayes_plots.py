@@ -122,6 +122,7 @@ def plot(document: dict[str, Any], family, batch, path: Path) -> None:
     axes[0, 0].legend(fontsize=7)
     _steps_panel(axes[0, 1], document, "mass", "q(φ*) — mass on the true weights")
     axes[0, 1].set_yscale("log")
+    axes[0, 1].set_ylim(bottom=1e-5)  # joint learning's mass is ~1e-15: off the panel
     axes[0, 1].set_title("(b) probability of the true weights vs inner steps")
     _distribution_panel(axes[1, 0], document, family)
     _task_panel(axes[1, 1], document, family, batch)

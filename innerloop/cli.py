@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
                     "exact Bayes)")
     ex.add_argument("--out", default=None, help="output directory (default runs/experiment-NAME)")
     ex.add_argument("--iters", type=int, default=None,
-                    help="meta-iterations per run (default 2000; figure: 1000; neuromorphic, quantum-bayes: 400)")
+                    help="meta-iterations per run (default 2000; figure, quantum-bayes: 1000; neuromorphic: 400)")
     ex.add_argument("--tasks", type=int, default=None,
                     help="held-out tasks per run (default 500; figure, quantum-bayes: 200; neuromorphic: 300)")
     ex.add_argument("--algos", default=None, help="comma-separated subset of algorithms (default: all)")
@@ -302,6 +302,9 @@ def _experiment(args: argparse.Namespace) -> int:
         for name, s in document["summary"]["after_inner_steps"].items():
             print(f"{name:<14} held-out MSE {s['mse']['mean']:.4f} ± {s['mse']['ci95']:.4f}   mass on the true "
                   f"weights {s['mass']['mean']:.4f} ± {s['mass']['ci95']:.4f}")
+        for pair, d in document["summary"]["paired_differences"].items():
+            print(f"{pair:<28} paired over the same tasks: ΔMSE {d['mse']['mean']:+.4f} ± {d['mse']['ci95']:.4f}, "
+                  f"Δmass {d['mass']['mean']:+.4f} ± {d['mass']['ci95']:.4f}")
         print("checks:", json.dumps(document["summary"]["checks"]))
     else:
         print(f"leader at the smallest N: {document['leader_smallest_data']}; at the smallest K: "

@@ -130,7 +130,7 @@ class ALSET(MetaAlgorithm):
     def _compute(self, learner: Learner, theta: Params, batch: TaskBatch) -> MetaGradient:
         start = self._expand(theta, batch)
         phi = self._lower_solve(learner, start, batch, self.inner_steps)
-        query_loss, upper = self.backend.loss_and_grad(learner, phi, batch.query_x, batch.query_y)
+        query_loss, upper = self.backend.loss_and_grad(learner.validation, phi, batch.query_x, batch.query_y)
         inverse = self.neumann_inverse(learner, phi, batch, upper)
         hypergrad = _scaled(self._cross(learner, start, batch, inverse), -1.0)  # eq. 3.10 with ∇_θ f = 0
         return MetaGradient(mean_over_tasks(hypergrad), query_loss)

@@ -148,7 +148,7 @@ class MetaAlgorithm(Algorithm):
         """Per-task query loss after adaptation on the support set, shape [B]."""
         learner, theta, batch = self._prepare(params, batch)
         adapted = self._adapt(learner, theta, batch, self._steps(steps))
-        return self.backend.loss(learner, adapted, batch.query_x, batch.query_y)
+        return self.backend.loss(learner.validation, adapted, batch.query_x, batch.query_y)
 
     # -- for subclasses ---------------------------------------------------------------------
     @abstractmethod

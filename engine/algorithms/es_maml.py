@@ -108,7 +108,7 @@ class ESMAML(MetaAlgorithm):
 
     def _compute(self, learner: Learner, theta: Params, batch: TaskBatch) -> MetaGradient:
         phi, probes = self._es_steps(learner, self._expand(theta, batch), batch, self.inner_steps)
-        query = self.probe(learner, phi, batch.query_x, batch.query_y)
+        query = self.probe(learner.validation, phi, batch.query_x, batch.query_y)
         g = self.gradient(query)
         if self.hessian:  # eq. 2.18: (I − αĤ_n) applied from the last step to the first
             for probe in reversed(probes):

@@ -60,7 +60,7 @@ class iMAML(ProximalAlgorithm):  # noqa: N801 - the algorithm's published name
         backend, lam = self.backend, self.lam
         inner = self._solve_inner(learner, theta, batch, self.inner_steps)
         phi = inner.params
-        query_loss, query_grad = backend.loss_and_grad(learner, phi, batch.query_x, batch.query_y)
+        query_loss, query_grad = backend.loss_and_grad(learner.validation, phi, batch.query_x, batch.query_y)
 
         def shifted_hvp(v: Params) -> Params:  # (∇²L_S(φ*) + λI)·v
             return add_scaled(backend.hvp(learner, phi, batch.support_x, batch.support_y, v), v, lam)

@@ -60,7 +60,8 @@ class MAML(MetaAlgorithm):
             backend, learner, self._expand(weights, batch), batch.support_x, batch.support_y,
             lr, self.inner_steps, keep_states=reverse, adapt=adapt,
         )
-        query_loss, g = backend.loss_and_grad(learner, trajectory.final, batch.query_x, batch.query_y)
+        query_loss, g = backend.loss_and_grad(learner.validation, trajectory.final, batch.query_x,
+                                               batch.query_y)
         lr_grad = None
         if reverse:  # Hessians at θ^(N−1), …, θ^(0)
             g, lr_grad = sgd_reverse(backend, learner, trajectory.states[:-1], batch.support_x, batch.support_y, g,
@@ -74,11 +75,11 @@ class MAML(MetaAlgorithm):
 
     def _fusable(self, learner: Learner, lr: StepSize, adapt: frozenset[str] | None) -> bool:
         """Plain MAML/FOMAML (one step size, every parameter adapted, no task-specific
-        expansion) on a backend that fuses the learner."""
+        expansion, query scored with the training loss) on a backend that fuses the learner."""
         backend = self.backend
         return (
             backend.supports("meta_gradient") and not isinstance(lr, dict) and adapt is None
-            and type(self)._expand is MAML._expand and backend.fuses(learner)
+            and type(self)._expand is MAML._expand and backend.fuses(learner) and learner.validation == learner
         )
 
     # -- hooks for the variants (ANIL, Meta-SGD, CAVIA) --------------------------------------

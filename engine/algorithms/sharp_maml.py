@@ -68,10 +68,10 @@ class SharpMAML(MAML):
     def _compute(self, learner: Learner, theta: Params, batch: TaskBatch) -> MetaGradient:
         backend, start = self.backend, self._expand(theta, batch)
         tilde, inner_eps, _ = self._sam_steps(learner, start, batch, self.inner_steps)
-        _, g_tilde = backend.loss_and_grad(learner, tilde, batch.query_x, batch.query_y)
+        _, g_tilde = backend.loss_and_grad(learner.validation, tilde, batch.query_x, batch.query_y)
         outer = add_scaled(start, ascent(g_tilde, self.alpha_out), 1.0)  # θ + ε
         phi, _, points = self._sam_steps(learner, outer, batch, self.inner_steps, inner_eps)
-        query_loss, g = backend.loss_and_grad(learner, phi, batch.query_x, batch.query_y)
+        query_loss, g = backend.loss_and_grad(learner.validation, phi, batch.query_x, batch.query_y)
         if not self.first_order:
             g, _ = sgd_reverse(backend, learner, points, batch.support_x, batch.support_y, g, self.inner_lr)
         return MetaGradient(mean_over_tasks(g), query_loss)
