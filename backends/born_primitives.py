@@ -182,22 +182,23 @@ class BornPrimitives:
                 (grad,) = torch.autograd.grad(energy, angles)
             values.append(energy.detach())
             grads.append(grad)
-        values, grads = torch.stack(values).to(weights.dtype), torch.stack(grads).to(weights.dtype)
-        if objective == PREDICTIVE:  # ∇(m − log E) = −∇E / E
-            return offset - torch.log(values), -grads / values.reshape(-1, *[1] * (grads.ndim - 1))
-        return values, grads
+        return _finish(objective, torch.stack(values).to(weights.dtype), torch.stack(grads).to(weights.dtype), offset)
 
 
 def _combine(objective: str, values: torch.Tensor, offset: torch.Tensor | None
              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss [B], shift-rule gradient [B, P]) from E_q[h] at θ and at the 2P shifts [B, 1 + 2P]:
-    E₀ and (E₊ − E₋)/2 for the free energy; m − log E₀ and −(E₊ − E₋)/(2·E₀) for the predictive
-    log-loss."""
+    """(loss [B], shift-rule gradient [B, P]) from E_q[h] at θ and at the 2P shifts [B, 1 + 2P]."""
     count = (values.shape[1] - 1) // 2
-    diff = (values[:, 1:1 + count] - values[:, 1 + count:]) / 2
+    return _finish(objective, values[:, 0], (values[:, 1:1 + count] - values[:, 1 + count:]) / 2, offset)
+
+
+def _finish(objective: str, expectation: torch.Tensor, gradient: torch.Tensor, offset: torch.Tensor | None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objective and its gradient from E = E_q[h] [B] and ∇E [B, ...]: (E, ∇E) for the free
+    energy; (m − log E, −∇E/E) for the predictive log-loss."""
     if objective == PREDICTIVE:
-        return offset - torch.log(values[:, 0]), -diff / values[:, :1]
-    return values[:, 0], diff
+        return offset - torch.log(expectation), -gradient / expectation.reshape(-1, *[1] * (gradient.ndim - 1))
+    return expectation, gradient
 
 
 def string_order_of_pennylane_index(bits: int) -> torch.Tensor:

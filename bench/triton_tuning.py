@@ -51,7 +51,8 @@ def _batch(tasks: int, seed: int) -> TaskBatch:
 
 def _float32(batch: TaskBatch, device: torch.device) -> list[torch.Tensor]:
     """support_x, support_y, query_x, query_y as float32 on ``device``."""
-    return [t.float().to(device) for t in (batch.support_x, batch.support_y, batch.query_x, batch.query_y)]
+    moved = batch.to(torch.float32, device)
+    return [moved.support_x, moved.support_y, moved.query_x, moved.query_y]
 
 
 def _model(activation: str) -> MLP:

@@ -204,19 +204,23 @@ def quantum_bayes(out: str | Path, iters: int = 1000, tasks: int = 200, algorith
     return document
 
 
-def summary(document: dict[str, Any]) -> dict[str, Any]:
-    """MSE and mass after the inner steps per method and baseline, and the acceptance checks."""
-    key = str(document["inner_steps"])
+def trajectories(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every method's held-out trajectory from its meta-learned start, plus the uniform starts
+    (exact steps, kept in the MAML row; shot-based steps, in the FOMAML-shots row)."""
     rows = document["rows"]
-    table = {m: {"mse": r["meta_init"]["mse"][key], "mass": r["meta_init"]["mass"][key]} for m, r in rows.items()}
-    for method, name in (("maml", "uniform"), ("fomaml-shots", "uniform-shots")):
-        if method in rows:
-            table[name] = {"mse": rows[method]["uniform"]["mse"][key], "mass": rows[method]["uniform"]["mass"][key]}
-    table["exact-bayes"] = document["exact_bayes"]
-    checks: dict[str, Any] = {}
     curves = {m: r["meta_init"] for m, r in rows.items()}
     curves.update({name: rows[m]["uniform"] for m, name in (("maml", "uniform"), ("fomaml-shots", "uniform-shots"))
                    if m in rows})
+    return curves
+
+
+def summary(document: dict[str, Any]) -> dict[str, Any]:
+    """MSE and mass after the inner steps per method and baseline, and the acceptance checks."""
+    key = str(document["inner_steps"])
+    curves = trajectories(document)
+    table = {m: {"mse": c["mse"][key], "mass": c["mass"][key]} for m, c in curves.items()}
+    table["exact-bayes"] = document["exact_bayes"]
+    checks: dict[str, Any] = {}
     paired = {f"{a} - {b}": {metric: summarize(torch.tensor(curves[a]["per_task"][metric])
                                                - torch.tensor(curves[b]["per_task"][metric]))
                              for metric in ("mse", "mass")}

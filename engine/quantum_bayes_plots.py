@@ -16,22 +16,15 @@ import torch  # noqa: E402
 
 from innerloop.engine.binary_bayes import string_index  # noqa: E402
 from innerloop.engine.inner import inner_step  # noqa: E402
+from innerloop.engine.quantum_bayes import trajectories  # noqa: E402
 
 STYLE = {"maml": "tab:red", "fomaml": "tab:orange", "reptile": "tab:brown", "fomaml-shots": "tab:purple",
          "mean-field": "tab:green", "joint": "tab:blue", "uniform": "tab:gray", "uniform-shots": "silver"}
 
 
-def _curves(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    curves = {m: r["meta_init"] for m, r in document["rows"].items()}
-    for method, name in (("maml", "uniform"), ("fomaml-shots", "uniform-shots")):
-        if method in document["rows"]:
-            curves[name] = document["rows"][method]["uniform"]
-    return curves
-
-
 def _steps_panel(ax, document, metric: str, ylabel: str) -> None:
     steps = document["eval_steps"]
-    for name, curve in _curves(document).items():
+    for name, curve in trajectories(document).items():
         means = [curve[metric][str(n)]["mean"] for n in steps]
         cis = [curve[metric][str(n)]["ci95"] for n in steps]
         ax.errorbar(steps, means, yerr=cis, marker="o", ms=3, capsize=2, color=STYLE.get(name), label=name,
