@@ -1,8 +1,11 @@
 """The 4-block convolutional embedding of Snell et al. / Vinyals et al. as a pure function.
 
 Each block is conv 3×3 (``channels`` filters, padding 1) → normalization → ReLU → 2×2 max-pool;
-the output is flattened. Inputs arrive flattened, [..., C·H·W] (how image task families
-store them), and are reshaped with ``image_shape``.
+the output is flattened. ``pooling=False`` drops the max-pools: the embedding keeps the full
+H×W map of every channel, for images too small to pool (8×8 digits), where the poolings squeeze
+the image into a 64-number bottleneck that meta-training on few classes specializes to them.
+Inputs arrive flattened, [..., C·H·W] (how image task families store them), and are reshaped
+with ``image_shape``.
 
 Normalization uses per-task statistics of the *support* set for support and query alike
 (MetaBN, Bronskill et al. 2020): batch norm without running statistics, which keeps the
@@ -25,17 +28,21 @@ EPS = 1e-5
 class Conv4:
     """Embedding φ(x) of images of shape ``image_shape`` = (C, H, W) by ``blocks`` conv blocks."""
 
-    def __init__(self, image_shape: tuple[int, int, int], channels: int = 64, blocks: int = 4) -> None:
+    def __init__(self, image_shape: tuple[int, int, int], channels: int = 64, blocks: int = 4,
+                 pooling: bool = True) -> None:
         if len(image_shape) != 3 or min(image_shape) < 1:
             raise ConfigError(f"image_shape must be (channels, height, width), got {image_shape}", "e.g. (1, 28, 28)")
         self.image_shape = tuple(int(s) for s in image_shape)
-        self.channels, self.blocks = int(channels), int(blocks)
+        self.channels, self.blocks, self.pooling = int(channels), int(blocks), bool(pooling)
+        if self.channels < 1 or self.blocks < 1:
+            raise ConfigError(f"channels and blocks must be positive, got channels={channels}, blocks={blocks}",
+                              "e.g. channels=64, blocks=4")
         self.in_dim = math.prod(self.image_shape)
         side = min(self.image_shape[1:])
-        if side < 2**self.blocks:
+        if self.pooling and side < 2**self.blocks:
             raise ConfigError(
                 f"images of {self.image_shape[1]}×{self.image_shape[2]} pixels are too small for {self.blocks} "
-                f"2×2 poolings", f"use blocks <= {max(1, int(math.log2(side)))} or larger images",
+                f"2×2 poolings", f"use blocks <= {max(1, int(math.log2(side)))}, pooling=false or larger images",
             )
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -89,7 +96,9 @@ class Conv4:
             scale = params[f"block{b}.norm.weight"][:, None, None]
             shift = params[f"block{b}.norm.bias"][:, None, None]
             h = ((per_task - mean) * torch.rsqrt(var + EPS) * scale + shift).reshape_as(h)
-            h = F.max_pool2d(torch.relu(h), 2)
+            h = torch.relu(h)
+            if self.pooling:
+                h = F.max_pool2d(h, 2)
         h = h.reshape(num_tasks, n, -1)
         return h[:, :k], h[:, k:]
 
@@ -97,7 +106,8 @@ class Conv4:
         check_shapes(self.shapes(), params, repr(self), task_axis)
 
     def config(self) -> dict:
-        return {"image_shape": list(self.image_shape), "channels": self.channels, "blocks": self.blocks}
+        return {"image_shape": list(self.image_shape), "channels": self.channels, "blocks": self.blocks,
+                "pooling": self.pooling}
 
     def __repr__(self) -> str:
-        return f"Conv4({self.image_shape}, channels={self.channels}, blocks={self.blocks})"
+        return f"Conv4({self.image_shape}, channels={self.channels}, blocks={self.blocks}, pooling={self.pooling})"

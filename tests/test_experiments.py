@@ -44,6 +44,15 @@ def test_algorithm_table_and_figure_2_4_write_their_results(tmp_path):
         assert row["mse"]["ci95"] > 0 and row["train_seconds"] > 0 and isinstance(row["clearly_below_baselines"], bool)
     for name in ("algorithm_table.json", "algorithm_table.md", "algorithm_table.png"):
         assert (tmp_path / "table" / name).is_file()
+    written = json.loads((tmp_path / "table" / "algorithm_table.json").read_text())
+    kept = [r for r in written["rows"] if r["algo"] == "es-maml" and r["shots"] == 5]
+    rerun = algorithm_table(tmp_path / "table", iters=3, tasks=4, algorithms=["fomaml"], shots=(5,))
+    assert [r for r in rerun["rows"] if r["algo"] == "es-maml"] == kept  # rows not re-run are kept
+    assert [(r["algo"], r["shots"]) for r in rerun["rows"] if r["algo"] == "fomaml"] == [("fomaml", 5)]
+    assert not any("error" in r for r in rerun["rows"])  # the re-run replaced fomaml's run directory
+    assert "| es-maml |" in (tmp_path / "table" / "algorithm_table.md").read_text()
+    other = algorithm_table(tmp_path / "table", iters=2, tasks=4, algorithms=["fomaml"], shots=(5,))
+    assert [r["algo"] for r in other["rows"]] == ["fomaml"] and "error" not in other["rows"][0]  # not merged
     with pytest.raises(il.ConfigError, match="unknown gradient-lens algorithm 'protonet'"):
         algorithm_table(tmp_path / "bad", algorithms=["protonet"])
     figure = figure_2_4(tmp_path / "figure", iters=4, tasks=4, algorithms=["joint", "bmaml"], data=(4, 6),

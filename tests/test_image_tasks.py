@@ -100,7 +100,7 @@ def test_mini_imagenet_csv_layout(tmp_path):
 
 
 def test_digits_hold_out_classes_and_split_images():
-    family = Digits()
+    family = Digits(pseudo_classes="none")
     assert [c.name for c in family.classes("meta-test")] == ["5", "6", "7", "8", "9"]
     assert [c.name for c in family.classes("meta-train")] == ["0", "1", "2", "3", "4"]
     train = torch.cat([c.examples for c in family.classes("meta-train")])
@@ -110,6 +110,21 @@ def test_digits_hold_out_classes_and_split_images():
     assert batch.support_x.shape == (3, 25, 64) and batch.query_y.shape == (3, 75)
     with pytest.raises(il.ConfigError, match="proper subset"):
         Digits(test_classes=list(range(10)))
+
+
+def test_digit_pseudo_classes_are_the_eight_symmetries_of_each_training_digit():
+    plain, augmented = Digits(pseudo_classes="none"), Digits()
+    train = augmented.classes("meta-train")
+    assert len(train) == 40 and train[0].name == "0/rot0" and train[13].name == "1/rot90-transposed"
+    assert [c.name for c in augmented.classes("meta-test")] == ["5", "6", "7", "8", "9"]  # never augmented
+    assert [c.name for c in augmented.classes("meta-val")] == ["0", "1", "2", "3", "4"]
+    upright = plain.classes("meta-train")[1].examples.reshape(-1, 8, 8)
+    assert torch.equal(train[8].examples, plain.classes("meta-train")[1].examples)  # 1/rot0 is the digit itself
+    assert torch.equal(train[9].examples.reshape(-1, 8, 8), torch.rot90(upright, 1, dims=(-2, -1)))
+    assert torch.equal(train[12].examples.reshape(-1, 8, 8), upright.transpose(-1, -2))
+    assert torch.equal(train[14].examples.reshape(-1, 8, 8), upright.transpose(-1, -2).flip(-1).flip(-2))
+    with pytest.raises(il.ConfigError, match="unknown pseudo_classes 'rotations'"):
+        Digits(pseudo_classes="rotations")
 
 
 def test_bad_folders_name_the_problem(tmp_path):
@@ -163,6 +178,8 @@ def test_protonet_trains_on_image_folders_from_the_cli(tmp_path, capsys):
     assert (out / "episode.png").is_file()
     rgb = MiniImageNet(str(_mini_imagenet(tmp_path / "mini")), ways=3, shots=1, queries=2)
     net = ProtoNet.network(rgb, channels=4)
-    assert isinstance(net, Conv4) and net.image_shape == (3, 10, 10) and net.blocks == 3
+    assert isinstance(net, Conv4) and net.image_shape == (3, 10, 10) and (net.blocks, net.pooling) == (2, False)
+    pooled = ProtoNet.network(rgb, channels=4, pooling=True)
+    assert (pooled.blocks, pooled.pooling) == (3, True)
     algorithm = ProtoNet(net, il.backends.get("cpu"))
     assert algorithm.accuracy(net.init(gen(0)), rgb.stream("meta-test", 0).next(2)).shape == (2,)

@@ -100,6 +100,31 @@ def test_conv4_normalizes_with_support_statistics_only():
         Conv4((1, 8, 8))
 
 
+def test_conv_without_pooling_keeps_the_feature_map_and_matches_torch_nn():
+    """pooling=False: blocks of conv → support-statistics batch norm → ReLU, output C·H·W per image,
+    against torch.nn.Conv2d and F.batch_norm on the support images (training-mode statistics)."""
+    net = Conv4((1, 8, 8), channels=5, blocks=2, pooling=False)
+    params = net.init(gen(0), dtype=torch.float64)
+    params = {k: v + 0.1 * torch.randn(v.shape, generator=gen(4), dtype=torch.float64) for k, v in params.items()}
+    support = torch.rand(1, 6, 64, generator=gen(1), dtype=torch.float64)
+    query = torch.rand(1, 3, 64, generator=gen(2), dtype=torch.float64)
+    s, q = net.embed_support_query(params, support, query)
+    assert s.shape == (1, 6, 5 * 8 * 8) and q.shape == (1, 3, 5 * 8 * 8)
+    h_s, h_q = support[0].reshape(6, 1, 8, 8), query[0].reshape(3, 1, 8, 8)
+    for b in range(2):
+        conv = torch.nn.Conv2d(5 if b else 1, 5, 3, padding=1).double()
+        conv.weight.data, conv.bias.data = params[f"block{b}.conv.weight"], params[f"block{b}.conv.bias"]
+        with torch.no_grad():
+            c_s, c_q = conv(h_s), conv(h_q)
+        mean, var = c_s.mean(dim=(0, 2, 3)), c_s.var(dim=(0, 2, 3), unbiased=False)
+        w, bias = params[f"block{b}.norm.weight"], params[f"block{b}.norm.bias"]
+        h_s = torch.relu(F.batch_norm(c_s, mean, var, w, bias, eps=1e-5))
+        h_q = torch.relu(F.batch_norm(c_q, mean, var, w, bias, eps=1e-5))
+    assert torch.allclose(s[0], h_s.flatten(1), atol=1e-12) and torch.allclose(q[0], h_q.flatten(1), atol=1e-12)
+    with pytest.raises(il.ConfigError, match="channels and blocks must be positive"):
+        Conv4((1, 8, 8), blocks=0, pooling=False)
+
+
 def test_protonet_learns_clusters_and_refuses_regression(cpu64):
     family = il.tasks.Clusters2D()
     net = ProtoNet.network(family)

@@ -55,13 +55,13 @@ def test_prox_maml_on_linear_regression_matches_the_closed_form_prox(cpu64):
     assert torch.allclose(grad, expected, atol=1e-9)
 
 
-@pytest.mark.parametrize("antithetic", [True, False])
-def test_es_estimators_are_unbiased_on_a_quadratic(cpu64, antithetic):
+@pytest.mark.parametrize("antithetic, orthogonal", [(True, False), (False, False), (True, True)])
+def test_es_estimators_are_unbiased_on_a_quadratic(cpu64, antithetic, orthogonal):
     """For a quadratic loss the smoothed gradient/Hessian are the exact ones (eqs. 2.20, 2.21)."""
     model, batch = _linear(dim=3, tasks=2)
     learner = Learner(model, "mse")
     directions = 40_000 if antithetic else 400_000
-    algo = ESMAML(model, cpu64, directions=directions, delta=1.0, antithetic=antithetic)
+    algo = ESMAML(model, cpu64, directions=directions, delta=1.0, antithetic=antithetic, orthogonal=orthogonal)
     params = {k: v.expand(2, *v.shape) for k, v in model.init(gen(0), dtype=torch.float64).items()}
     probe = algo.probe(learner, params, batch.support_x, batch.support_y, gen(4))
     true_loss, true_grad = cpu64.loss_and_grad(learner, params, batch.support_x, batch.support_y)
@@ -73,6 +73,38 @@ def test_es_estimators_are_unbiased_on_a_quadratic(cpu64, antithetic):
     assert rel_err(algo.hessian_vector(probe, vector), true_hv) < (0.05 if antithetic else 0.15)
     dense = flat_hessian(model, "mse", {k: v[0] for k, v in params.items()}, batch.support_x[0], batch.support_y[0])
     assert torch.allclose(dense @ flatten({k: v[0] for k, v in vector.items()}), flatten(true_hv)[:3], atol=1e-10)
+
+
+def test_orthogonal_directions_are_orthogonal_gaussian_and_cut_the_gradient_error(cpu64):
+    """Orthogonal ES: rows of a block orthogonal, each row marginally N(0, I) (second moment I), and
+    on a quadratic with n = d antithetic directions the squared error ≈ 2/d·‖∇L‖² against the
+    (d + 1)/n·‖∇L‖² of i.i.d. directions."""
+    from innerloop.engine.algorithms.es_maml import orthogonal_gaussian
+
+    block = orthogonal_gaussian(4, 6, 6, gen(0))  # [n, B, d]
+    for task in range(4):
+        rows = block[:, task]
+        gram = rows @ rows.T
+        assert torch.allclose(gram - torch.diag(torch.diagonal(gram)), torch.zeros(6, 6, dtype=gram.dtype), atol=1e-12)
+    many = orthogonal_gaussian(20_000, 7, 5, gen(1))  # a block of 5 and a block of 2 per task
+    second_moment = torch.einsum("nbi,nbj->ij", many, many) / (7 * 20_000)
+    assert torch.allclose(second_moment, torch.eye(5, dtype=torch.float64), atol=0.03)
+    assert abs(float(many.norm(dim=-1).pow(2).var()) - 2 * 5) < 0.5  # chi²_5 lengths: variance 2d
+
+    model = il.models.MLP(5, (4,), 1)
+    batch = il.tasks.LinearRegression(shots=8, queries=2, dim=5).sample(64, gen(2)).to(torch.float64, "cpu")
+    learner = Learner(model, "mse")
+    params = {k: v.expand(64, *v.shape) for k, v in model.init(gen(3), dtype=torch.float64).items()}
+    _, true_grad = cpu64.loss_and_grad(learner, params, batch.support_x, batch.support_y)
+    dim = sum(v[0].numel() for v in params.values())
+    errors = {}
+    for orthogonal in (False, True):
+        algo = ESMAML(model, cpu64, directions=dim, delta=1e-4, orthogonal=orthogonal)
+        estimate = algo.gradient(algo.probe(learner, params, batch.support_x, batch.support_y, gen(4)))
+        squared = sum((estimate[k] - true_grad[k]).flatten(1).pow(2).sum(1) for k in params)
+        errors[orthogonal] = float((squared / sum(g.flatten(1).pow(2).sum(1) for g in true_grad.values())).mean())
+    assert 0.6 < errors[False] < 1.6  # (d + 1)/n ≈ 1
+    assert errors[True] < 6 / dim  # ≈ 2/d, plus the curvature of the ReLU net within δ
 
 
 def test_es_maml_meta_gradient_matches_maml_on_a_quadratic(cpu64):

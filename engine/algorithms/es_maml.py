@@ -11,6 +11,13 @@ when it is quadratic). ``antithetic=True`` (default) evaluates ±u pairs —
 (1/n)Σ u_i [L(φ+δu_i) − L(φ−δu_i)]/(2δ) and (1/n)Σ (u_iu_iᵀ − I)[L(φ+δu_i) + L(φ−δu_i) − 2L(φ)]/(2δ²)
 — with the same expectations and far lower variance; ``antithetic=False`` uses 2.20–2.21 as written.
 
+``orthogonal=True`` (default) draws the directions of each task as orthogonal ES (Choromanski et al. 2018,
+the sampler of Song et al.'s ES-MAML): blocks of up to d mutually orthogonal directions,
+uniformly rotated, each rescaled to the length of an independent N(0, I_d) draw. Every direction
+is still marginally N(0, I), so both estimators keep their expectations. For a quadratic loss
+and antithetic pairs the squared error of the gradient estimate is (d + 1)/n·‖∇L‖² with i.i.d.
+directions and (2/n)·‖∇L‖² with n = d orthogonal ones (only the random lengths remain).
+
 Inner loop: N steps φ ← φ − α∇̂L_S(φ) (Algorithm 4, line 6). Meta-gradient: eq. 2.19,
 ∇̂L_Q(φ_N) (``hessian=False``), or eq. 2.18, Π_n (I − αĤ_n)·∇̂L_Q(φ_N) with Ĥ_n estimated from
 the same directions as step n's gradient (``hessian=True``). Directions come from the
@@ -41,6 +48,32 @@ class ESProbe:
     minus: torch.Tensor | None
 
 
+def orthogonal_gaussian(num_tasks: int, n: int, dim: int, generator: torch.Generator) -> torch.Tensor:
+    """[n, num_tasks, dim] float64 directions, in blocks of ≤ dim mutually orthogonal rows per task,
+    each row marginally N(0, I_dim) (Choromanski et al. 2018, orthogonal ES).
+
+    A block is the Q factor of a Gaussian matrix G = QR (signs fixed by R's diagonal: Haar
+    uniform), each row rescaled by a chi_dim length independent of Q. A partial block (< dim rows)
+    is drawn per task and its lengths are G's column norms (independent of Q by the Bartlett
+    decomposition). A complete block is an orthonormal basis of the whole space: one basis serves
+    every task (one QR instead of B) and each task draws its own lengths, so the tasks' estimation
+    errors — which with a complete basis come from the lengths alone — stay independent."""
+    blocks = []
+    for start in range(0, n, dim):
+        rows = min(dim, n - start)
+        if rows == dim:
+            q, r = torch.linalg.qr(torch.randn((dim, dim), generator=generator, dtype=torch.float64))
+            basis = (q * torch.sign(torch.diagonal(r))).T.expand(num_tasks, dim, dim)
+            lengths = torch.randn((num_tasks, dim, dim), generator=generator).norm(dim=-1).double()
+        else:
+            gaussian = torch.randn((num_tasks, dim, rows), generator=generator, dtype=torch.float64)
+            q, r = torch.linalg.qr(gaussian)
+            basis = (q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))[:, None, :]).transpose(1, 2)
+            lengths = gaussian.norm(dim=1)
+        blocks.append(basis * lengths[..., None])
+    return torch.cat(blocks, dim=1).transpose(0, 1)
+
+
 def _broadcast(coef: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return coef.reshape(*coef.shape, *([1] * (like.ndim - coef.ndim)))
 
@@ -54,21 +87,33 @@ class ESMAML(MetaAlgorithm):
     summary = "ES-MAML: zeroth-order MAML from loss values only (monograph Alg. 4, eqs. 2.18–2.21)"
 
     def __init__(self, model, backend: Backend, inner_lr: float = 0.01, inner_steps: int = 1, directions: int = 32,
-                 delta: float = 0.02, hessian: bool = False, antithetic: bool = True, loss: str | None = None) -> None:
+                 delta: float = 0.02, hessian: bool = False, antithetic: bool = True, orthogonal: bool = True,
+                 loss: str | None = None) -> None:
         if int(directions) != directions or directions < 1:
             raise ConfigError(f"directions must be a positive integer, got {directions}", "e.g. directions=32")
         require_positive("delta", delta)
         self.directions, self.delta = int(directions), float(delta)
-        self.hessian, self.antithetic = bool(hessian), bool(antithetic)
+        self.hessian, self.antithetic, self.orthogonal = bool(hessian), bool(antithetic), bool(orthogonal)
         super().__init__(model, backend, inner_lr, inner_steps, loss)
 
     # -- estimators -------------------------------------------------------------------------
+    def sample_directions(self, params: Params, generator: torch.Generator) -> Params:
+        """n directions u_i per task, [n, B, ...] per parameter: i.i.d. N(0, I), or orthogonal ES."""
+        n = self.directions
+        if not self.orthogonal:
+            return {k: torch.randn((n, *v.shape), generator=generator).to(v.device, v.dtype) for k, v in params.items()}
+        num_tasks = next(iter(params.values())).shape[0]
+        sizes = [v[0].numel() for v in params.values()]
+        flat = orthogonal_gaussian(num_tasks, n, sum(sizes), generator)  # [n, B, d]
+        pieces = flat.split(sizes, dim=-1)
+        return {k: piece.reshape(n, *v.shape).to(v.device, v.dtype) for (k, v), piece in zip(params.items(), pieces)}
+
     def probe(self, learner: Learner, params: Params, x: torch.Tensor, y: torch.Tensor,
               generator: torch.Generator | None = None) -> ESProbe:
         """Evaluate the per-task losses at φ and at φ ± δu_i for n fresh directions (batched: one call)."""
         n, num_tasks = self.directions, x.shape[0]
         generator = generator or self.generator
-        u = {k: torch.randn((n, *v.shape), generator=generator).to(v.device, v.dtype) for k, v in params.items()}
+        u = self.sample_directions(params, generator)
         signs = (1.0, -1.0) if self.antithetic else (1.0,)
         points = {k: torch.cat([params[k][None] + s * self.delta * u[k] for s in signs]).flatten(0, 1)
                   for k in params}
@@ -120,4 +165,4 @@ class ESMAML(MetaAlgorithm):
 
     def options(self) -> dict:
         return {**super().options(), "directions": self.directions, "delta": self.delta, "hessian": self.hessian,
-                "antithetic": self.antithetic}
+                "antithetic": self.antithetic, "orthogonal": self.orthogonal}
