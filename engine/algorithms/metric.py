@@ -89,9 +89,9 @@ class MetricAlgorithm(AmortizedAlgorithm):
         poolings fit) selects Snell et al.'s pooled net, ``blocks`` deep (default 4) with
         ``channels`` filters (default 64); without pooling the net keeps the whole feature map,
         ``blocks`` deep (default 2) with 32 filters by default (each block costs H·W times a
-        pooled one's first block). On 8×8 digits
-        the pooled net's 64-number bottleneck specializes to the meta-training classes (held-out
-        accuracy 0.77, below raw pixels); the full map transfers (README, *Digits*)."""
+        pooled one's first block). On 8×8 digits the pooled net's 64-number bottleneck
+        specializes to the meta-training classes (held-out accuracy 0.77, below raw pixels); the
+        full map transfers (README, *Digits*)."""
         if family.loss != "cross_entropy":
             raise ConfigError(f"{cls.name} classifies; task '{family.name}' is regression",
                               "use a classification task (clusters, digits, omniglot, mini-imagenet)")
