@@ -1,4 +1,4 @@
-"""Run benchmark cases against named baselines in one process and write JSON + PNG (issue 5).
+"""Run benchmark cases against named baselines and write JSON + PNG (issue 5).
 
 A case is (primitive, learner widths, activation, B, K, N, dtype). Implementations:
 
@@ -9,19 +9,22 @@ A case is (primitive, learner widths, activation, B, K, N, dtype). Implementatio
   kernels, on the GPU or — meaningless for timing — in the interpreter), through the same
   primitives the algorithms call (``loss_and_grad``, ``hvp``, and MAML's ``compute``).
 
-Each implementation of a case gets the same inputs; the harness warms each up, times
-``repeats`` interleaved rounds (per round and implementation: one untimed call, then one timed
-call, so machine drift hits all alike and every timed call runs with warm caches; median and
-quartiles), measures peak memory in a separate call with cold caches, and reports tasks/s and
-the speed-up over every baseline.
+Every case runs in a fresh process (``isolate``; ``--shared-process`` turns it off), so its numbers
+do not depend on the cases before it; all implementations of a case run in that one process, on
+the same inputs. The harness warms each up, times ``repeats`` interleaved rounds (per round and
+implementation: one untimed call, then one timed call, so machine drift hits all alike and every
+timed call runs with warm caches; median and quartiles), measures peak memory in a separate call
+with cold caches, and reports tasks/s and the speed-up over every baseline.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import platform
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,6 +73,7 @@ class BenchConfig:
     memory_steps: tuple[int, ...] = (1, 2, 4, 8, 16)
     memory_batch: int = 256
     seed: int = 0
+    isolate: bool = True
     name: str | None = None
     out: str = "bench/results"
     extra: dict = field(default_factory=dict)
@@ -201,44 +205,71 @@ def _memory_sweep(model: MLP, config: BenchConfig, dtype: torch.dtype, device: t
     return sweep
 
 
+def _run_case(config: BenchConfig, primitive: str, tasks: int) -> dict:
+    """Time every implementation of one (primitive, B) case and measure its peak memory."""
+    from innerloop.backends.torch_func import parse_dtype
+
+    torch.set_num_threads(config.threads)
+    dtype, device = parse_dtype(config.dtype), torch.device(config.device)
+    model = _model(config)
+    inputs = _inputs(model, config, tasks, dtype, device)
+    row = {"primitive": primitive, "batch": tasks, "results": {}, "skipped": {}}
+    fns = {}
+    for name in config.implementations:
+        if name == "loop" and tasks > config.loop_max_batch:
+            row["skipped"][name] = f"B > loop_max_batch={config.loop_max_batch}"
+        elif name.endswith(GRAPHED):
+            try:
+                fns[name] = _callables(name, primitive, model, config, inputs, dtype, device)
+            except RuntimeError as error:  # the call synchronizes with the host somewhere: not capturable
+                row["skipped"][name] = f"CUDA graph capture failed: {str(error).splitlines()[0]}"
+        else:
+            fns[name] = _callables(name, primitive, model, config, inputs, dtype, device)
+    timings = time_calls(fns, device, config.warmup, config.repeats)
+    for name, fn in fns.items():
+        clear_caches()
+        # a graph's buffers live in its private pool, allocated at capture: a replay allocates nothing
+        peak = None if name.endswith(GRAPHED) else peak_memory(fn, device)
+        row["results"][name] = {**timings[name].as_dict(), "tasks_per_s": tasks / timings[name].median,
+                                "peak_memory_bytes": peak}
+    for result in row["results"].values():
+        result["speedup"] = {base: row["results"][base]["median_s"] / result["median_s"]
+                             for base in BASELINES if base in row["results"]}
+    return row
+
+
+def _in_fresh_process(config: BenchConfig, primitive: str, tasks: int) -> dict:
+    """:func:`_run_case` in a new interpreter, so a case's timings do not depend on the cases run
+    before it. They did in one process: after the smaller batches had run, glibc's heap served the
+    torch.func idiom's per-call temporaries without the page faults a fixed-B training loop pays
+    (measured on the CPU: its B = 256 meta-gradient took 33–35 ms after B = 1..128, 39–41 ms
+    alone); a fresh process per case is what asv does for the same reason."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(_run_case, config, primitive, tasks).result()
+
+
+def _model(config: BenchConfig) -> MLP:
+    return MLP(config.widths[0], config.widths[1:-1], config.widths[-1], activation=config.activation)
+
+
 def run_bench(config: BenchConfig, progress: bool = True) -> tuple[dict, Path]:
-    """Run every case, write ``<out>/<name>.json`` and ``.png``; returns (results, json path)."""
+    """Run every case (each in a fresh process unless ``config.isolate`` is False), write
+    ``<out>/<name>.json`` and ``.png``; returns (results, json path)."""
     from innerloop.backends.torch_func import parse_dtype
     from innerloop.bench.plot import plot_results
 
     config.validate()
     torch.set_num_threads(config.threads)
     dtype, device = parse_dtype(config.dtype), torch.device(config.device)
-    model = MLP(config.widths[0], config.widths[1:-1], config.widths[-1], activation=config.activation)
+    model = _model(config)
     cases = [(p, b) for p in config.primitives for b in config.batches]
+    run_case = _in_fresh_process if config.isolate else _run_case
     rows = []
     bar = tqdm(total=len(cases), disable=not progress, desc="bench", unit="case")
     for primitive, tasks in cases:
-        inputs = _inputs(model, config, tasks, dtype, device)
-        row = {"primitive": primitive, "batch": tasks, "results": {}, "skipped": {}}
-        fns = {}
-        for name in config.implementations:
-            if name == "loop" and tasks > config.loop_max_batch:
-                row["skipped"][name] = f"B > loop_max_batch={config.loop_max_batch}"
-            elif name.endswith(GRAPHED):
-                try:
-                    fns[name] = _callables(name, primitive, model, config, inputs, dtype, device)
-                except RuntimeError as error:  # the call synchronizes with the host somewhere: not capturable
-                    row["skipped"][name] = f"CUDA graph capture failed: {str(error).splitlines()[0]}"
-            else:
-                fns[name] = _callables(name, primitive, model, config, inputs, dtype, device)
         bar.set_postfix_str(f"{primitive} B={tasks}")
-        timings = time_calls(fns, device, config.warmup, config.repeats)
-        for name, fn in fns.items():
-            clear_caches()
-            # a graph's buffers live in its private pool, allocated at capture: a replay allocates nothing
-            peak = None if name.endswith(GRAPHED) else peak_memory(fn, device)
-            row["results"][name] = {**timings[name].as_dict(), "tasks_per_s": tasks / timings[name].median,
-                                    "peak_memory_bytes": peak}
-        for result in row["results"].values():
-            result["speedup"] = {base: row["results"][base]["median_s"] / result["median_s"]
-                                 for base in BASELINES if base in row["results"]}
-        rows.append(row)
+        rows.append(run_case(config, primitive, tasks))
         bar.update()
     bar.close()
     results = {

@@ -126,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     for flag, (default, text) in BENCH_FLAGS.items():
         bench.add_argument(flag, default=None, help=f"{text} (default {default})")
     bench.add_argument("--first-order", action="store_true", help="first-order meta-gradients (FOMAML)")
+    bench.add_argument("--shared-process", action="store_true",
+                       help="run every case in this process (faster to start; a case's timings then depend on "
+                            "the cases before it) instead of one fresh process per case")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(handler=_bench)
 
@@ -253,7 +256,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     from innerloop.bench.harness import BenchConfig, run_bench, summary_table
 
-    settings: dict[str, Any] = {"first_order": args.first_order}
+    settings: dict[str, Any] = {"first_order": args.first_order, "isolate": not args.shared_process}
     fields = {f.name: f for f in dataclasses.fields(BenchConfig)}
     for flag in BENCH_FLAGS:
         key = flag[2:].replace("-", "_")

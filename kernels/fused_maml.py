@@ -1,7 +1,7 @@
 """The fused MAML meta-gradient of an MLP learner, on the closed-form passes (issue 5).
 
 Per task b (seed 000 eqs. 2.1 and 2.5): N inner steps θ_n = θ_{n−1} − α∇L_S(θ_{n−1}) keeping
-the parameter snapshots θ_0..θ_{N−1}, then g = ∇L_Q(θ_N) and the reverse pass
+the parameter snapshots θ_1..θ_N (θ_0 is the shared θ), then g = ∇L_Q(θ_N) and the reverse pass
 
     g ← g − α·∇²L_S(θ_{n−1})·g,   n = N, …, 1,
 
@@ -10,9 +10,11 @@ storing activations: memory grows by one parameter snapshot per task per inner s
 numbers), and by nothing else. The meta-gradient is the mean of g over tasks; first order
 (FOMAML, eq. 3.1) skips the reverse pass and keeps no snapshots.
 
-All parameters of the batch sit in one flat buffer of B·P numbers (parameter-major, see
-:mod:`.mlp_layout`) so the SGD step and the reverse update are one op each; buffers and their
-per-layer views are made once per (spec, B, K, N) and reused (seed 000 §10.3).
+Each snapshot and g is one flat buffer of B·P numbers (parameter-major, see :mod:`.mlp_layout`).
+The SGD step and the reverse update are folded into the products that make the gradient and the
+HVP (θ_{n+1} = θ_n − αΔᵀA as one baddbmm with alpha = −α, g += −α(Hv) in place), so no
+gradient or HVP buffer exists and nothing of size B·P is read or written twice; buffers and
+their per-layer views are made once per (spec, B, N) and reused (seed 000 §10.3).
 """
 
 from __future__ import annotations
@@ -28,23 +30,21 @@ from innerloop.kernels.mlp_primitives import workspace
 
 
 class TrajectoryBuffers:
-    """Flat buffers of B·P numbers: ``states`` θ_0..θ_N (two, reused alternately, when first
-    order), the step gradient, the reverse-pass vector g and the HVP output, with layer views."""
+    """Flat buffers of B·P numbers with layer views: ``states`` holds θ_1..θ_N (θ_0 is the shared
+    θ; two states reused alternately when first order) and ``g`` the reverse-pass vector. SGD
+    steps and reverse updates write into them directly, so there is no gradient or HVP buffer."""
 
     def __init__(self, spec: MLPSpec, tasks: int, snapshots: int, dtype: torch.dtype, device: torch.device) -> None:
         size = tasks * spec.num_params
         self.states = torch.empty(snapshots, size, dtype=dtype, device=device)
-        self.step_grad, self.g, self.hv = (torch.empty(size, dtype=dtype, device=device) for _ in range(3))
-        self.state_views = [spec.views(s, tasks) for s in self.states]
-        self.state_layers: list[LayerViews] = [spec.split(v) for v in self.state_views]
+        self.g = torch.empty(size, dtype=dtype, device=device)
+        self.state_layers: list[LayerViews] = [spec.split(spec.views(s, tasks)) for s in self.states]
         self.g_views = spec.views(self.g, tasks)
-        self.step_grad_layers, self.g_layers, self.hv_layers = (
-            spec.split(spec.views(t, tasks)) for t in (self.step_grad, self.g, self.hv)
-        )
+        self.g_layers = spec.split(self.g_views)
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.states, self.step_grad, self.g, self.hv))
+        return sum(t.numel() * t.element_size() for t in (self.states, self.g))
 
 
 @lru_cache(maxsize=8)
@@ -72,15 +72,13 @@ def maml_meta_gradient(
     dtype, device = first.dtype, first.device
     tasks = support_x.shape[0]
     second_order = not first_order and inner_steps > 0
-    buffers = trajectory_buffers(spec, tasks, inner_steps + 1 if second_order else 2, dtype, device)
+    buffers = trajectory_buffers(spec, tasks, inner_steps if second_order else min(inner_steps, 2), dtype, device)
     support = workspace(spec, tasks, support_x.shape[1], dtype, device)
     query = workspace(spec, tasks, query_x.shape[1], dtype, device)
     support_loss = output_loss(spec.loss, support_y, support_mask, spec.widths[-1], dtype)
     query_loss = output_loss(spec.loss, query_y, query_mask, spec.widths[-1], dtype)
 
-    slot = (lambda n: n) if second_order else (lambda n: n % 2)
-    for name, view in zip(spec.names(), buffers.state_views[0]):
-        view.copy_(theta[name].expand_as(view))
+    slot = (lambda n: n - 1) if second_order else (lambda n: (n - 1) % 2)
     shared = spec.layers({name: theta[name].expand(tasks, *theta[name].shape) for name in spec.names()})
 
     def layers_at(n: int) -> LayerViews:
@@ -91,8 +89,7 @@ def maml_meta_gradient(
         weights, biases = layers_at(n)
         passes.forward(support, weights, biases, support_x)
         passes.loss_delta(support, support_loss)
-        passes.backward(support, weights, support_x, *buffers.step_grad_layers)
-        torch.add(buffers.states[slot(n)], buffers.step_grad, alpha=-inner_lr, out=buffers.states[slot(n + 1)])
+        passes.backward(support, weights, support_x, *buffers.state_layers[slot(n + 1)], (weights, biases), -inner_lr)
 
     weights, biases = layers_at(inner_steps)
     passes.forward(query, weights, biases, query_x)
@@ -106,7 +103,6 @@ def maml_meta_gradient(
             weights, biases = layers_at(n)
             passes.forward_with_r(support, weights, biases, v_w, v_b, support_x)
             passes.loss_deltas_with_r(support, support_loss)
-            passes.backward_with_r(support, weights, v_w, support_x, *buffers.hv_layers)
-            buffers.g.add_(buffers.hv, alpha=-inner_lr)
+            passes.backward_with_r(support, weights, v_w, support_x, *buffers.g_layers, buffers.g_layers, -inner_lr)
 
     return losses, spec.as_dict([view.mean(dim=0) for view in buffers.g_views])

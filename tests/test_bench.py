@@ -84,6 +84,23 @@ def test_bench_command_writes_json_and_png(tmp_path, capsys):
     assert "vs torch.func" in capsys.readouterr().out
 
 
+def test_each_case_runs_in_a_fresh_process_unless_shared(tmp_path, monkeypatch):
+    """A fresh interpreter imports the harness anew, so timing patched away in this process still
+    works there; with --shared-process the case runs here and meets the patch."""
+    import innerloop.bench.harness as harness
+
+    def not_here(*args):
+        raise RuntimeError("ran in the parent process")
+
+    monkeypatch.setattr(harness, "time_calls", not_here)
+    config = dict(primitives=("grad",), batches=(2,), widths=(1, 4, 1), implementations=("torch.func", "cpu"),
+                  repeats=1, warmup=1, memory_steps=(), out=str(tmp_path), name="iso")
+    results, _ = harness.run_bench(BenchConfig(**config), progress=False)
+    assert set(results["cases"][0]["results"]) == {"torch.func", "cpu"}
+    with pytest.raises(RuntimeError, match="parent process"):
+        harness.run_bench(BenchConfig(**config, isolate=False), progress=False)
+
+
 def test_bench_rejects_bad_settings(capsys):
     assert main(["bench", "--primitives", "grad,telepathy"]) == 2
     assert "unknown primitives" in capsys.readouterr().err
@@ -123,3 +140,14 @@ def test_cuda_graphed_call_replays_on_new_values():
     replay = cuda_graphed(lambda: (x * 2).sum(), torch.device("cuda"))
     x.copy_(torch.arange(64.0, device="cuda"))
     assert float(replay()) == pytest.approx(2 * sum(range(64)))
+
+
+def test_training_loop_bench_writes_both_rates(tmp_path, capsys):
+    from innerloop.bench import training_loop
+
+    assert training_loop.main(["--batch", "4", "--iterations", "3", "--out", str(tmp_path), "--name", "loop"]) == 0
+    result = json.loads((tmp_path / "loop.json").read_text())
+    ms = result["median_ms_per_iteration"]
+    assert set(ms) == {"torch.func", "cpu"} and min(ms.values()) > 0
+    assert result["speedup"] == pytest.approx(ms["torch.func"] / ms["cpu"])
+    assert "speed-up" in capsys.readouterr().out

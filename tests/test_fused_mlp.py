@@ -146,7 +146,7 @@ def test_fused_option_errors_are_clear():
 
 def test_snapshot_memory_grows_by_one_parameter_copy_per_task_per_step():
     spec = MLPSpec((1, 40, 40, 1), "relu", True, "mse")
-    size = [trajectory_buffers(spec, 32, steps + 1, torch.float32, torch.device("cpu")).nbytes for steps in (2, 3, 4)]
+    size = [trajectory_buffers(spec, 32, steps, torch.float32, torch.device("cpu")).nbytes for steps in (2, 3, 4)]
     assert size[1] - size[0] == size[2] - size[1] == 32 * spec.num_params * 4
 
 
