@@ -17,6 +17,8 @@ def plot_results(results: dict, path: Path) -> None:
     panels = len(primitives) + (1 if memory else 0)
     fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 4.0), squeeze=False)
     machine = results["machine"]
+    implementations = dict.fromkeys(n for row in results["cases"] for n in row["results"])
+    color = {name: f"C{i}" for i, name in enumerate(implementations)}  # one colour per implementation
     for ax, primitive in zip(axes[0], primitives):
         rows = [row for row in results["cases"] if row["primitive"] == primitive]
         names = list(dict.fromkeys(n for row in rows for n in row["results"]))
@@ -26,8 +28,8 @@ def plot_results(results: dict, path: Path) -> None:
             rate = [r["tasks_per_s"] for _, r in points]
             low = [b / r["p75_s"] for b, r in points]
             high = [b / r["p25_s"] for b, r in points]
-            ax.plot(batches, rate, marker="o", label=name)
-            ax.fill_between(batches, low, high, alpha=0.2)
+            ax.plot(batches, rate, marker="o", label=name, color=color[name])
+            ax.fill_between(batches, low, high, alpha=0.2, color=color[name])
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("tasks per batch B")
@@ -38,7 +40,7 @@ def plot_results(results: dict, path: Path) -> None:
     if memory:
         ax = axes[0][-1]
         for name, peaks in memory["peak_bytes"].items():
-            ax.plot(memory["steps"], [p / 2**20 for p in peaks], marker="o",
+            ax.plot(memory["steps"], [p / 2**20 for p in peaks], marker="o", color=color.get(name),
                     label=f"{name} ({memory['slope_in_snapshots'][name]:.2f} snapshots/step)")
         ax.set_xlabel("inner steps N")
         ax.set_ylabel("peak memory (MiB)")
