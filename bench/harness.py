@@ -242,7 +242,7 @@ def _in_fresh_process(config: BenchConfig, primitive: str, tasks: int) -> dict:
     """:func:`_run_case` in a new interpreter, so a case's timings do not depend on the cases run
     before it. They did in one process: after the smaller batches had run, glibc's heap served the
     torch.func idiom's per-call temporaries without the page faults a fixed-B training loop pays
-    (measured on the CPU: its B = 256 meta-gradient took 33–35 ms after B = 1..128, 39–41 ms
+    (measured on the CPU: its B = 256 meta-gradient took 33–37 ms after B = 1..128, 39–41 ms
     alone); a fresh process per case is what asv does for the same reason."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:

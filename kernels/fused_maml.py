@@ -13,8 +13,8 @@ numbers), and by nothing else. The meta-gradient is the mean of g over tasks; fi
 Each snapshot and g is one flat buffer of B·P numbers (parameter-major, see :mod:`.mlp_layout`).
 The SGD step and the reverse update are folded into the products that make the gradient and the
 HVP (θ_{n+1} = θ_n − αΔᵀA as one baddbmm with alpha = −α, g += −α(Hv) in place), so no
-gradient or HVP buffer exists and nothing of size B·P is read or written twice; buffers and
-their per-layer views are made once per (spec, B, N) and reused (seed 000 §10.3).
+gradient or HVP buffer exists; buffers and their per-layer views are made once per (spec, B, N)
+and reused (seed 000 §10.3).
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def test_a_task_with_no_points_is_refused():
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("steps,first_order", [(0, False), (1, False), (3, False), (3, True)])
+@pytest.mark.parametrize("steps,first_order", [(0, False), (1, False), (3, False), (1, True), (3, True)])
 def test_fused_meta_gradient_equals_the_oracle_and_the_unroll(oracle, activation, loss, steps, first_order):
     model, learner, theta, _, x, y, _ = _problem(2, (12, 9), 3, activation, loss, tasks=4)
     g = gen(9)
