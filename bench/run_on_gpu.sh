@@ -3,7 +3,8 @@
 # compiled on the device (gpu-marked ones included), `innerloop bench` against eager and
 # CUDA-graphed torch.func, and the precision / launch-tuning sweep of the fused meta-gradient.
 #   bash bench/run_on_gpu.sh OUT_DIR        (repository root; python3 with torch + triton)
-# Each step has its own time limit so that one slow step cannot starve the others. Images without
+# Each step has its own time limit so that one slow step cannot starve the others (the bench one
+# allows for its fresh process, CUDA context and cached Triton kernels per case). Images without
 # snntorch: put its wheel in .whl/ (pip download --no-deps snntorch -d .whl) and carry it.
 set -u
 out=${1:-bench/results}
@@ -20,7 +21,7 @@ timeout "${PYTEST_LIMIT:-150}" python3 -m pytest tests/test_triton_backend.py -m
 timeout "${TRAIN_LIMIT:-90}" bash -c "python3 -m innerloop train --algo maml --task sinusoid --backend triton \
   --iters 300 --meta-batch 25 --out /tmp/triton-run --quiet && python3 -m innerloop eval /tmp/triton-run --quiet \
   && cp /tmp/triton-run/adaptation.png '$out/gpu-triton-run-adaptation.png'"
-timeout "${BENCH_LIMIT:-240}" python3 -m innerloop bench --device cuda --quiet --name gpu-sinusoid --out "$out" \
+timeout "${BENCH_LIMIT:-300}" python3 -m innerloop bench --device cuda --quiet --name gpu-sinusoid --out "$out" \
   --implementations torch.func,torch.func+graph,torch,torch-fused,triton,triton+graph \
   --batches "${BENCH_BATCHES:-1,64,1024}" --memory-steps "${MEMORY_STEPS:-1,5,10}"
 timeout "${TUNE_LIMIT:-150}" python3 -m innerloop.bench.triton_tuning --name gpu-triton-tuning --out "$out" \
