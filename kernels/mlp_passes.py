@@ -74,7 +74,6 @@ class Workspace:
         self.r_e, self.e_hvp = [t[:, :k] for t in self.errors], [t[:, k:] for t in self.errors]
 
 
-
 def _inputs(ws: Workspace, x: torch.Tensor, layer: int) -> torch.Tensor:
     return x if layer == 0 else ws.a[layer - 1]
 
