@@ -40,6 +40,7 @@ from innerloop.engine.algorithms import MAML
 from innerloop.engine.errors import ConfigError
 from innerloop.engine.learner import Learner
 from innerloop.engine.models import MLP
+from innerloop.engine.rundir import atomic_write_text
 from innerloop.engine.tasks import TaskBatch
 from innerloop.kernels import clear_caches
 
@@ -285,9 +286,7 @@ def run_bench(config: BenchConfig, progress: bool = True) -> tuple[dict, Path]:
     out.mkdir(parents=True, exist_ok=True)
     name = config.name or f"{device.type}-{time.strftime('%Y%m%d-%H%M%S')}"
     path = out / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(results, indent=2))
     plot_results(results, out / f"{name}.png")
     return results, path
 

@@ -28,6 +28,7 @@ from innerloop.bench.baselines import TorchMLP, torch_func_idiom
 from innerloop.bench.harness import machine_info
 from innerloop.engine.algorithms import MAML
 from innerloop.engine.models import MLP
+from innerloop.engine.rundir import atomic_write_text
 from innerloop.engine.tasks import Sinusoid
 
 
@@ -68,12 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="cpu-sinusoid-training-loop", help="results file name")
     parser.add_argument("--out", default="bench/results", help="output directory")
     args = parser.parse_args(argv)
+    if args.batch < 1 or args.iterations < 1:
+        parser.error("--batch and --iterations must be >= 1 (e.g. --batch 256 --iterations 80)")
     result = run(args.batch, args.iterations)
     path = Path(args.out) / f"{args.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(result, indent=2))
     ms = result["median_ms_per_iteration"]
     print(f"B={result['tasks']}: torch.func {ms['torch.func']:.2f} ms/iter, cpu {ms['cpu']:.2f} ms/iter, "
           f"speed-up {result['speedup']:.2f}x; wrote {path}")

@@ -151,3 +151,6 @@ def test_training_loop_bench_writes_both_rates(tmp_path, capsys):
     assert set(ms) == {"torch.func", "cpu"} and min(ms.values()) > 0
     assert result["speedup"] == pytest.approx(ms["torch.func"] / ms["cpu"])
     assert "speed-up" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        training_loop.main(["--batch", "0"])
+    assert "--batch and --iterations must be >= 1" in capsys.readouterr().err
