@@ -200,8 +200,7 @@ class TritonBackend(Backend):
                 "check backend.fuses(learner) first; MAML composes the primitives for such learners",
             )
         self._check_device(support_x, support_y, query_x, query_y, *params.values())
-        theta = self._pack(spec, params, 1)[0]
-        losses, grad = _kernels().meta_gradient(spec, theta, support_x, support_y, query_x, query_y,
+        losses, grad = _kernels().meta_gradient(spec, params, support_x, support_y, query_x, query_y,
                                                 inner_lr, inner_steps, first_order, *self._launch)
         return losses, _kernels().unpack(spec, grad)
 

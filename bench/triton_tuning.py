@@ -71,11 +71,11 @@ def precision_errors(device: torch.device, tasks: int = 64, seed: int = 0) -> di
         theta = model.init(torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
         reference = MAML(model, oracle, inner_lr=INNER_LR, inner_steps=STEPS).compute(theta, batch).grad
         spec = MLPSpec.of(Learner(model, "mse"))
-        flat = triton_launch.pack(spec, {k: v.float().to(device) for k, v in theta.items()}, 1)[0]
+        theta32 = {k: v.float().to(device) for k, v in theta.items()}
         data = _float32(batch, device)
         errors[activation] = {}
         for precision in triton_launch.PRECISIONS:
-            _, grad = triton_launch.meta_gradient(spec, flat, *data, INNER_LR, STEPS, False, precision)
+            _, grad = triton_launch.meta_gradient(spec, theta32, *data, INNER_LR, STEPS, False, precision)
             got = {k: v.double().cpu() for k, v in triton_launch.unpack(spec, grad).items()}
             num = sum(float(((got[k] - reference[k]) ** 2).sum()) for k in reference)
             den = sum(float((reference[k] ** 2).sum()) for k in reference)
@@ -112,8 +112,7 @@ def sweep(device: torch.device, batches: tuple[int, ...], programs_per_sm: tuple
 
     model = _model("relu")
     spec = MLPSpec.of(Learner(model, "mse"))
-    theta = triton_launch.pack(spec, {k: v.float().to(device) for k, v in model.init(
-        torch.Generator().manual_seed(seed)).items()}, 1)[0]
+    theta = {k: v.float().to(device) for k, v in model.init(torch.Generator().manual_seed(seed)).items()}
     data = {b: _float32(_batch(b, seed), device) for b in batches}
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     rows = []

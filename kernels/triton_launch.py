@@ -75,14 +75,15 @@ def _layout(spec: MLPSpec) -> tuple:
 
 def pack(spec: MLPSpec, params: Params, tasks: int) -> torch.Tensor:
     """Per-task parameter dict → contiguous float32 rows [B, P] in the engine's order."""
-    return torch.cat([params[name].expand(tasks, *shape).reshape(tasks, -1) for name, shape, _, _ in _layout(spec)],
-                     dim=1).contiguous()
+    return torch.cat([params[name].reshape(-1, size).expand(tasks, size) for name, _, _, size in _layout(spec)], dim=1)
 
 
 def unpack(spec: MLPSpec, flat: torch.Tensor) -> Params:
     """Rows [B, P] (or one row [P]) → parameter dict of views."""
     lead = flat.shape[:-1]
-    return {name: flat[..., offset:offset + size].reshape(*lead, *shape) for name, shape, offset, size in _layout(spec)}
+    layout = _layout(spec)
+    pieces = flat.split_with_sizes([size for _, _, _, size in layout], dim=-1)
+    return {name: piece.view(*lead, *shape) for (name, shape, _, _), piece in zip(layout, pieces)}
 
 
 def max_programs(device: torch.device) -> int:
@@ -121,24 +122,29 @@ def _grid(tasks: int, programs: int | None, device: torch.device) -> int:
     return max(1, min(tasks, max_programs(device) if programs is None else programs))
 
 
-def meta_gradient(spec: MLPSpec, theta: torch.Tensor, support_x: torch.Tensor, support_y: torch.Tensor,
+def meta_gradient(spec: MLPSpec, theta: Params, support_x: torch.Tensor, support_y: torch.Tensor,
                   query_x: torch.Tensor, query_y: torch.Tensor, inner_lr: float, inner_steps: int,
                   first_order: bool, precision: str, programs: int | None = None,
                   num_warps: int = NUM_WARPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-task query losses [B] and the mean meta-gradient [P] at shared parameters ``theta`` [P]."""
+    """Per-task query losses [B] and the mean meta-gradient [P] (flat, engine order) at shared
+    parameters ``theta`` (the parameter dict; the kernel reads its six tensors in place).
+
+    Host work is kept to three allocations, one launch and, for G > 1 programs, one sum of the
+    partials (the kernel scales by 1/B and writes the partials without a zero-fill): at small B an
+    eager call costs the host's time, not the device's.
+    """
     tasks = support_x.shape[0]
     device = support_x.device
     programs = _grid(tasks, programs, device)
     second_order = not first_order and inner_steps > 0
     scratch = torch.empty(programs, max(inner_steps, 1) if second_order else 1, spec.num_params,
                           device=device, dtype=torch.float32)
-    partial = torch.zeros(programs, spec.num_params, device=device, dtype=torch.float32)
+    partial = torch.empty(programs, spec.num_params, device=device, dtype=torch.float32)
     losses = torch.empty(tasks, device=device, dtype=torch.float32)
-    constants = KernelShape(spec).constants(support_x.shape[1])
     maml_meta_gradient_kernel[(programs,)](
-        theta.contiguous(), support_x.contiguous(), support_y.contiguous(), query_x.contiguous(),
-        query_y.contiguous(), scratch, partial, losses, tasks, float(inner_lr),
-        M=query_x.shape[1], MP=padded(query_x.shape[1]), STEPS=inner_steps,
-        SECOND_ORDER=second_order, PRECISION=precision, num_warps=num_warps, **constants,
+        *(theta[name].contiguous() for name in spec.names()), support_x.contiguous(), support_y.contiguous(),
+        query_x.contiguous(), query_y.contiguous(), scratch, partial, losses, tasks, float(inner_lr),
+        M=query_x.shape[1], MP=padded(query_x.shape[1]), STEPS=inner_steps, SECOND_ORDER=second_order,
+        PRECISION=precision, num_warps=num_warps, **KernelShape(spec).constants(support_x.shape[1]),
     )
-    return losses, partial.sum(dim=0) / tasks
+    return losses, partial[0] if programs == 1 else partial.sum(dim=0)

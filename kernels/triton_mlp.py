@@ -13,9 +13,11 @@ The math is the closed-form passes of issue 5 on one task's tiles (seed 000 eqs.
 The grid is persistent: program p of G runs tasks p, p + G, p + 2G, … one after another (G ≤ B is
 the launch's choice, a few programs per SM), keeping one task's weights and activations in registers; every
 ``tl.dot`` dimension is padded to ≥ 16 with masked loads (padded rows/columns are zero, padded
-points are masked out of the loss). Parameters are flat per task in the engine's order
-(layer0.weight, layer0.bias, layer1.weight, ...). ``PRECISION`` is passed to every ``tl.dot``
-as ``input_precision``: "tf32x3" (fp32-accurate, the default), "tf32" or "ieee".
+points are masked out of the loss), except dimensions of 1, whose products run on the CUDA cores
+(:func:`_dot`). Parameters are flat per task in the engine's order (layer0.weight, layer0.bias,
+layer1.weight, ...); the meta-gradient kernel reads the shared θ from its six tensors.
+``PRECISION`` is passed to every ``tl.dot`` as ``input_precision``: "tf32x3" (fp32-accurate, the
+default), "tf32" or "ieee".
 
 The meta-gradient kernel runs, per task, N inner SGD steps saving the N parameter snapshots to a
 per-program scratch (G·N·P numbers, reused across the program's tasks, so it stays in L2), the query gradient,
@@ -49,7 +51,18 @@ def _activation(z, ACT: tl.constexpr):
 
 @triton.jit
 def _dot(a, b, PRECISION: tl.constexpr):
-    return tl.dot(a, b, input_precision=PRECISION, out_dtype=tl.float32)
+    """a·b for tiles [M, K]·[K, N] whose dimensions are 1 or ≥ 16 (:func:`padded`).
+
+    A dimension of 1 (a one-input or one-output layer, a single point) is not padded to a tensor-core
+    tile: K = 1 is an outer product and M = 1 or N = 1 a multiply-and-reduce on the CUDA cores, which
+    takes the sinusoid learner's first and last layers off the chain of dependent ``tl.dot``s.
+    """
+    if a.shape[1] == 1:
+        return a * b
+    elif a.shape[0] == 1 or b.shape[1] == 1:
+        return tl.sum(a[:, :, None] * b[None, :, :], axis=1)
+    else:
+        return tl.dot(a, b, input_precision=PRECISION, out_dtype=tl.float32)
 
 
 @triton.jit
@@ -79,18 +92,23 @@ def _store_vector(ptr, value, N: tl.constexpr, NP: tl.constexpr):
 
 
 @triton.jit
+def _load_layers(w1_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, IN: tl.constexpr, H1: tl.constexpr,
+                 H2: tl.constexpr, OUT: tl.constexpr, INP: tl.constexpr, H1P: tl.constexpr, H2P: tl.constexpr,
+                 OUTP: tl.constexpr):
+    """W1 [H1, IN], b1, W2 [H2, H1], b2, W3 [OUT, H2], b3 from six row-major parameter tensors."""
+    return (_load_matrix(w1_ptr, H1, IN, H1P, INP), _load_vector(b1_ptr, H1, H1P),
+            _load_matrix(w2_ptr, H2, H1, H2P, H1P), _load_vector(b2_ptr, H2, H2P),
+            _load_matrix(w3_ptr, OUT, H2, OUTP, H2P), _load_vector(b3_ptr, OUT, OUTP))
+
+
+@triton.jit
 def _load_params(ptr, IN: tl.constexpr, H1: tl.constexpr, H2: tl.constexpr, OUT: tl.constexpr,
                  INP: tl.constexpr, H1P: tl.constexpr, H2P: tl.constexpr, OUTP: tl.constexpr):
-    """W1 [H1, IN], b1, W2 [H2, H1], b2, W3 [OUT, H2], b3 from a flat parameter row."""
-    w1 = _load_matrix(ptr, H1, IN, H1P, INP)
-    b1 = _load_vector(ptr + H1 * IN, H1, H1P)
+    """The six parameter tiles from a flat parameter row (the engine's order)."""
     o2 = H1 * IN + H1
-    w2 = _load_matrix(ptr + o2, H2, H1, H2P, H1P)
-    b2 = _load_vector(ptr + o2 + H2 * H1, H2, H2P)
     o3 = o2 + H2 * H1 + H2
-    w3 = _load_matrix(ptr + o3, OUT, H2, OUTP, H2P)
-    b3 = _load_vector(ptr + o3 + OUT * H2, OUT, OUTP)
-    return w1, b1, w2, b2, w3, b3
+    return _load_layers(ptr, ptr + H1 * IN, ptr + o2, ptr + o2 + H2 * H1, ptr + o3, ptr + o3 + OUT * H2,
+                        IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
 
 
 @triton.jit
@@ -110,6 +128,11 @@ def _store_params(ptr, w1, b1, w2, b2, w3, b3, IN: tl.constexpr, H1: tl.constexp
 def _step(p1, p2, p3, p4, p5, p6, d1, d2, d3, d4, d5, d6, scale):
     """(p − scale·d) for the six parameter tiles: an SGD step or a reverse-pass update."""
     return p1 - scale * d1, p2 - scale * d2, p3 - scale * d3, p4 - scale * d4, p5 - scale * d5, p6 - scale * d6
+
+
+@triton.jit
+def _scale(p1, p2, p3, p4, p5, p6, scale):
+    return p1 * scale, p2 * scale, p3 * scale, p4 * scale, p5 * scale, p6 * scale
 
 
 @triton.jit
@@ -199,21 +222,25 @@ def mlp_primitives_kernel(
 
 @triton.jit
 def maml_meta_gradient_kernel(
-    theta_ptr, sx_ptr, sy_ptr, qx_ptr, qy_ptr, scratch_ptr, partial_ptr, loss_ptr, tasks, inner_lr,
+    w1_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr, sx_ptr, sy_ptr, qx_ptr, qy_ptr, scratch_ptr, partial_ptr,
+    loss_ptr, tasks, inner_lr,
     P: tl.constexpr, K: tl.constexpr, M: tl.constexpr, IN: tl.constexpr, H1: tl.constexpr, H2: tl.constexpr,
     OUT: tl.constexpr, KP: tl.constexpr, MP: tl.constexpr, INP: tl.constexpr, H1P: tl.constexpr,
     H2P: tl.constexpr, OUTP: tl.constexpr, STEPS: tl.constexpr, ACT: tl.constexpr, SECOND_ORDER: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """Per program: Σ over its tasks of the MAML meta-gradient (seed 000 eq. 2.5) into
-    ``partial_ptr[program]``; per-task query losses into ``loss_ptr``."""
+    """Per program: (1/B)·Σ over its tasks of the MAML meta-gradient (seed 000 eq. 2.5) into
+    ``partial_ptr[program]`` (the program's first task writes it, the others add in order: no
+    zero-fill); per-task query losses into ``loss_ptr``. θ is read from its six parameter tensors."""
     program = tl.program_id(0)
     scratch = scratch_ptr + program * STEPS * P
-    partial = partial_ptr + program * P  # zeroed by the host; this program's tasks add into it in order
+    partial = partial_ptr + program * P
+    weight = 1.0 / tasks
     for task in range(program, tasks, tl.num_programs(0)):
         sx = _load_matrix(sx_ptr + task * K * IN, K, IN, KP, INP)
         sy = _load_matrix(sy_ptr + task * K * OUT, K, OUT, KP, OUTP)
-        w1, b1, w2, b2, w3, b3 = _load_params(theta_ptr, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
+        w1, b1, w2, b2, w3, b3 = _load_layers(w1_ptr, b1_ptr, w2_ptr, b2_ptr, w3_ptr, b3_ptr,
+                                              IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
         for n in range(STEPS):  # θ_{n+1} = θ_n − α∇L_S(θ_n), keeping θ_n
             if SECOND_ORDER:
                 _store_params(scratch + n * P, w1, b1, w2, b2, w3, b3, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
@@ -239,11 +266,15 @@ def maml_meta_gradient_kernel(
                                                  a2, s2, k2, d3, d2, e2, e1, curvature, ACT, PRECISION)
                 g1, gb1, g2, gb2, g3, gb3 = _step(g1, gb1, g2, gb2, g3, gb3, h1, hb1, h2, hb2, h3, hb3, inner_lr)
             tl.debug_barrier()  # the next task overwrites the scratch
-        s1, sb1, s2, sb2, s3, sb3 = _load_params(partial, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
-        s1, sb1, s2, sb2, s3, sb3 = _step(s1, sb1, s2, sb2, s3, sb3, g1, gb1, g2, gb2, g3, gb3, -1.0)
-        _store_params(partial, s1, sb1, s2, sb2, s3, sb3, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
+        if task == program:  # the program's first task writes its partial sum, later tasks add to it
+            g1, gb1, g2, gb2, g3, gb3 = _scale(g1, gb1, g2, gb2, g3, gb3, weight)
+        else:
+            t1, tb1, t2, tb2, t3, tb3 = _load_params(partial, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
+            g1, gb1, g2, gb2, g3, gb3 = _step(t1, tb1, t2, tb2, t3, tb3, g1, gb1, g2, gb2, g3, gb3, -weight)
+        _store_params(partial, g1, gb1, g2, gb2, g3, gb3, IN, H1, H2, OUT, INP, H1P, H2P, OUTP)
 
 
 def padded(n: int) -> int:
-    """The tile size of a dimension of n: the next power of two, at least 16 (tl.dot's minimum)."""
-    return max(16, triton.next_power_of_2(n))
+    """The tile size of a dimension of n: 1 for 1 (:func:`_dot` multiplies such tiles on the CUDA cores),
+    else the next power of two, at least 16 (tl.dot's minimum)."""
+    return 1 if n == 1 else max(16, triton.next_power_of_2(n))

@@ -20,8 +20,8 @@ from innerloop.kernels.triton_mlp import maml_meta_gradient_kernel, mlp_primitiv
 
 POINTERS = {
     "mlp_primitives_kernel": ("params_ptr", "x_ptr", "y_ptr", "vector_ptr", "loss_ptr", "grad_ptr", "hvp_ptr"),
-    "maml_meta_gradient_kernel": ("theta_ptr", "sx_ptr", "sy_ptr", "qx_ptr", "qy_ptr", "scratch_ptr",
-                                  "partial_ptr", "loss_ptr"),
+    "maml_meta_gradient_kernel": ("w1_ptr", "b1_ptr", "w2_ptr", "b2_ptr", "w3_ptr", "b3_ptr", "sx_ptr", "sy_ptr",
+                                  "qx_ptr", "qy_ptr", "scratch_ptr", "partial_ptr", "loss_ptr"),
 }
 
 

@@ -30,13 +30,14 @@ def oracle():
     return il.backends.get("cpu", dtype=torch.float64, fused=False)
 
 
-def _problem(width, activation, tasks, points=10, seed=0):
+def _problem(width, activation, tasks, points=10, seed=0, dims=(3, 2)):
+    """An MLP dims[0]→width→width→dims[1] near its init, per-task parameters, directions and data."""
     g = gen(seed)
-    model = MLP(3, (width, width), 2, activation=activation)
+    model = MLP(dims[0], (width, width), dims[1], activation=activation)
     theta = model.init(g, dtype=torch.float64)
     params = {k: v + 0.2 * torch.randn(tasks, *v.shape, generator=g, dtype=torch.float64) for k, v in theta.items()}
     vector = {k: torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in params.items()}
-    data = [torch.randn(tasks, points, d, generator=g, dtype=torch.float64) for d in (3, 2, 3, 2)]
+    data = [torch.randn(tasks, points, d, generator=g, dtype=torch.float64) for d in (*dims, *dims)]
     return Learner(model, "mse"), theta, params, vector, data
 
 
@@ -78,6 +79,20 @@ def test_fused_meta_gradient_kernel_equals_the_oracle(oracle, activation, width,
         reference = algorithm.compute(theta, il.tasks.TaskBatch(sx, sy, qx, qy))
         assert _rel(grad, reference.grad) < TOL
         assert torch.allclose(losses.double().cpu(), reference.task_losses, rtol=TOL, atol=0)
+
+
+@pytest.mark.parametrize("dims,points,activation", [((1, 1), 10, "relu"), ((1, 1), 1, "tanh"), ((1, 3), 10, "tanh"),
+                                                    ((2, 1), 1, "relu")])
+def test_kernels_equal_the_oracle_on_one_wide_layers_and_single_points(oracle, dims, points, activation):
+    """Dimensions of 1 (the sinusoid's 1→40→40→1, one-shot tasks) take _dot's CUDA-core products."""
+    learner, theta, params, vector, (sx, sy, qx, qy) = _problem(40, activation, 7, points, dims=dims)
+    backend = il.backends.get("triton", programs=3)
+    hvp = backend.hvp(learner, _f32(params), _f32(sx), _f32(sy), _f32(vector))
+    assert _rel(hvp, oracle.hvp(learner, params, sx, sy, vector)) < TOL
+    _, grad = backend.meta_gradient(learner, _f32(theta), *map(_f32, (sx, sy, qx, qy)), 0.1, 3)
+    reference = il.algorithms.MAML(learner.model, oracle, inner_lr=0.1, inner_steps=3).compute(
+        theta, il.tasks.TaskBatch(sx, sy, qx, qy))
+    assert _rel(grad, reference.grad) < TOL
 
 
 @pytest.mark.parametrize("precision", ["tf32x3", "tf32", "ieee"])
