@@ -48,8 +48,9 @@ def plot_results(results: dict, path: Path) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     config = results["config"]
+    sep = "; " if panels > 1 else "\n"  # one panel is too narrow for the title on one line
     fig.suptitle(f"{'-'.join(map(str, config['widths']))} {config['activation']}, K={config['shots']}, "
-                 f"N={config['steps']}, {config['dtype']}; {machine['device_name']}, {machine['threads']} thread(s)",
+                 f"N={config['steps']}, {config['dtype']}{sep}{machine['device_name']}, {machine['threads']} thread(s)",
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
