@@ -37,6 +37,7 @@ from innerloop.bench.measure import time_calls
 from innerloop.engine.algorithms import MAML
 from innerloop.engine.learner import Learner
 from innerloop.engine.models import MLP
+from innerloop.engine.params import cast
 from innerloop.engine.rundir import atomic_write_text
 from innerloop.engine.tasks import TaskBatch
 from innerloop.kernels.mlp_layout import MLPSpec
@@ -71,7 +72,7 @@ def precision_errors(device: torch.device, tasks: int = 64, seed: int = 0) -> di
         theta = model.init(torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
         reference = MAML(model, oracle, inner_lr=INNER_LR, inner_steps=STEPS).compute(theta, batch).grad
         spec = MLPSpec.of(Learner(model, "mse"))
-        theta32 = {k: v.float().to(device) for k, v in theta.items()}
+        theta32 = cast(theta, torch.float32, device)
         data = _float32(batch, device)
         errors[activation] = {}
         for precision in triton_launch.PRECISIONS:
@@ -112,7 +113,7 @@ def sweep(device: torch.device, batches: tuple[int, ...], programs_per_sm: tuple
 
     model = _model("relu")
     spec = MLPSpec.of(Learner(model, "mse"))
-    theta = {k: v.float().to(device) for k, v in model.init(torch.Generator().manual_seed(seed)).items()}
+    theta = cast(model.init(torch.Generator().manual_seed(seed)), torch.float32, device)
     data = {b: _float32(_batch(b, seed), device) for b in batches}
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     rows = []
