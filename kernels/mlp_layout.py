@@ -9,6 +9,7 @@ meta-gradient keeps all B·P parameters of a batch in one flat buffer (so an SGD
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -62,8 +63,9 @@ class MLPSpec:
                 shapes.append((fan_out,))
         return shapes
 
-    @property
+    @cached_property
     def num_params(self) -> int:
+        """P, the parameters of one task (computed once: the launch paths read it on every call)."""
         return sum(torch.Size(s).numel() for s in self.shapes())
 
     def views(self, flat: torch.Tensor, tasks: int) -> list[torch.Tensor]:

@@ -142,7 +142,7 @@ def meta_gradient(spec: MLPSpec, theta: Params, support_x: torch.Tensor, support
     partial = torch.empty(programs, spec.num_params, device=device, dtype=torch.float32)
     losses = torch.empty(tasks, device=device, dtype=torch.float32)
     maml_meta_gradient_kernel[(programs,)](
-        *(theta[name].contiguous() for name in spec.names()), support_x.contiguous(), support_y.contiguous(),
+        *(theta[name].contiguous() for name, _, _, _ in _layout(spec)), support_x.contiguous(), support_y.contiguous(),
         query_x.contiguous(), query_y.contiguous(), scratch, partial, losses, tasks, float(inner_lr),
         M=query_x.shape[1], MP=padded(query_x.shape[1]), STEPS=inner_steps, SECOND_ORDER=second_order,
         PRECISION=precision, num_warps=num_warps, **KernelShape(spec).constants(support_x.shape[1]),

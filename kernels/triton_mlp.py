@@ -54,13 +54,18 @@ def _dot(a, b, PRECISION: tl.constexpr):
     """a·b for tiles [M, K]·[K, N] whose dimensions are 1 or ≥ 16 (:func:`padded`).
 
     A dimension of 1 (a one-input or one-output layer, a single point) is not padded to a tensor-core
-    tile: K = 1 is an outer product and M = 1 or N = 1 a multiply-and-reduce on the CUDA cores, which
-    takes the sinusoid learner's first and last layers off the chain of dependent ``tl.dot``s.
+    tile: K = 1 is an outer product, N = 1 a row sum of a·bᵀ and M = 1 a column sum of aᵀ·b on the CUDA
+    cores, which takes the sinusoid learner's first and last layers off the chain of dependent
+    ``tl.dot``s. The sums stay two-dimensional, in the layout of the tile they read: a three-dimensional
+    broadcast [M, K, N] needs its own layout, converted in and out through shared memory (it cost the
+    meta-gradient 295 of its 672 barriers per task; ``python -m innerloop.kernels.triton_resources``).
     """
     if a.shape[1] == 1:
         return a * b
-    elif a.shape[0] == 1 or b.shape[1] == 1:
-        return tl.sum(a[:, :, None] * b[None, :, :], axis=1)
+    elif b.shape[1] == 1:
+        return tl.sum(a * tl.trans(b), axis=1)[:, None]
+    elif a.shape[0] == 1:
+        return tl.sum(tl.trans(a) * b, axis=0)[None, :]
     else:
         return tl.dot(a, b, input_precision=PRECISION, out_dtype=tl.float32)
 

@@ -193,16 +193,61 @@ def test_maml_training_on_triton_follows_the_cpu_backend(tmp_path):
 STACK_BUDGET = {"mlp_primitives_kernel": 2560, "maml_meta_gradient_kernel": 2560}
 
 
-def test_kernels_compile_for_sm90_within_the_spill_budget():
-    """Compiled by ptxas for sm_90 on this CPU (no GPU), in a process without the interpreter."""
+def _without_interpreter(code: str) -> str:
+    """stdout of ``python -c code`` in a process without TRITON_INTERPRET (the interpreter replaces the compiler)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    result = subprocess.run([sys.executable, "-m", "innerloop.kernels.triton_resources"], env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    reports = json.loads(result.stdout.strip().splitlines()[-1])
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_kernels_compile_for_sm90_within_the_spill_budget():
+    """Compiled by ptxas for sm_90 on this CPU (no GPU); the report goes to the CI log."""
+    reports = json.loads(_without_interpreter("from innerloop.kernels.triton_resources import main; main()"))
     lines = [f"{r['kernel']} {r['widths']} {r['activation']}: {r['registers']} registers, {r['stack_bytes']} B "
-             f"stack/thread (budget {STACK_BUDGET[r['kernel']]})" for r in reports]
+             f"stack/thread (budget {STACK_BUDGET[r['kernel']]}), {r['shared_bytes']} B shared, "
+             f"{r['programs_per_sm']} program(s)/SM; per task: {r['per_task']}" for r in reports]
     warnings.warn("sm_90 resource report (shown in the CI log's warnings summary):\n" + "\n".join(lines), stacklevel=1)
     for report in reports:
         assert report["stack_bytes"] <= STACK_BUDGET[report["kernel"]], report
+        assert report["per_task"]["tensor_core"] > 0 and report["programs_per_sm"] >= 1, report
     assert {r["kernel"] for r in reports} == set(STACK_BUDGET)
+
+
+SASS = """
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+        /*0010*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+        /*0020*/                   LDS R2, [R3] ;
+        /*0030*/                   HMMA.1688.F32.TF32 R4, R8, R12, R4 ;
+        /*0040*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+        /*0050*/              @!P0 BRA 0x30 ;
+        /*0060*/                   STL [R1], R2 ;
+        /*0070*/                   SHFL.BFLY PT, R5, R4, 0x1, 0x1f ;
+        /*0080*/               @P1 BRA 0x20 ;
+        /*0090*/                   EXIT ;
+        /*00a0*/                   BRA 0xa0 ;
+"""
+
+
+def test_per_task_counts_weight_each_inner_loop_by_the_steps():
+    """Hand count: task loop 0x20–0x80 (LDS, STL, SHFL, BRA once), inner loop 0x30–0x50 (HMMA, BAR, BRA)
+    three times; the barrier before the task loop and the exit's self-loop are outside."""
+    from innerloop.kernels.triton_resources import per_task_counts
+
+    counts = per_task_counts(SASS, steps=3)
+    assert counts == {"barriers": 3, "tensor_core": 3, "shared_memory": 1, "spill_traffic": 1, "shuffles": 1,
+                      "instructions": 4 + 3 * 3}
+
+
+def test_per_task_counts_of_the_compiled_meta_gradient_are_affine_in_the_steps():
+    """Every loop inside the task loop must run exactly N times for the counts to hold; a loop the
+    compiler unrolled in part would break c(N) = c₀ + N·c₁ across N = 2, 3, 4. Checked on the classes
+    the kernel's structure fixes (barriers, tensor-core instructions, shuffles); shared-memory and
+    spill traffic also move with register allocation, which differs between builds."""
+    code = ("import json; from innerloop.kernels.triton_resources import resource_usage; "
+            "from innerloop.kernels.mlp_layout import MLPSpec; spec = MLPSpec((1, 40, 40, 1), 'tanh', True, 'mse'); "
+            "kernel = 'maml_meta_gradient_kernel'; "
+            "print(json.dumps([resource_usage(spec, kernel, steps=n).per_task for n in (2, 3, 4)]))")
+    two, three, four = json.loads(_without_interpreter(code))
+    for name in ("barriers", "tensor_core", "shuffles"):
+        assert four[name] - three[name] == three[name] - two[name] > 0, name

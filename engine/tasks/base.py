@@ -103,10 +103,13 @@ class TaskBatch:
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device)
 
-        return TaskBatch(
-            move(self.support_x), move(self.support_y), move(self.query_x), move(self.query_y),
-            {k: move(v) for k, v in self.task_params.items()},
-        )
+        tensors = (self.support_x, self.support_y, self.query_x, self.query_y)
+        moved = tuple(move(t) for t in tensors)
+        task_params = {k: move(v) for k, v in self.task_params.items()}
+        unmoved = all(a is b for a, b in zip(moved, tensors))
+        if unmoved and all(task_params[k] is v for k, v in self.task_params.items()):
+            return self  # already there: no copy, no re-validation (every meta-step of a training loop)
+        return TaskBatch(*moved, task_params)
 
     def select(self, index: slice | torch.Tensor) -> TaskBatch:
         """The sub-batch of tasks ``index`` (a slice or index tensor over the task axis)."""
