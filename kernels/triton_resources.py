@@ -49,6 +49,9 @@ OPCODE_CLASSES = {
 
 @dataclass(frozen=True)
 class ResourceUsage:
+    """One compiled kernel: registers and spill stack per thread, shared memory per program (static and
+    dynamic), its warps, and :func:`per_task_counts`."""
+
     kernel: str
     registers: int
     stack_bytes: int
