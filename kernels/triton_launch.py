@@ -6,8 +6,9 @@ the kernels are defined, so the CPU interpreter must be switched on before the f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 from functools import lru_cache
+from types import MappingProxyType
 
 import torch
 
@@ -43,23 +44,15 @@ def unfusable_reason(spec: MLPSpec | None) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class KernelShape:
-    """Compile-time sizes of one launch: widths, points and their ≥16 power-of-two tiles."""
-
-    spec: MLPSpec
-
-    def constants(self, points: int) -> dict:
-        return dict(_constants(self.spec, points))
-
-
 @lru_cache(maxsize=256)
-def _constants(spec: MLPSpec, points: int) -> tuple:
-    """(name, value) pairs of :meth:`KernelShape.constants`, computed once per learner and K (the
-    launch path runs every inner step: its host cost is part of every timing)."""
+def kernel_constants(spec: MLPSpec, points: int) -> Mapping[str, int]:
+    """Compile-time sizes of one launch — widths, points and their tiles (:func:`padded`) — as a
+    read-only mapping computed once per learner and K (the launch path runs every inner step: its
+    host cost is part of every timing)."""
     i, h1, h2, o = spec.widths
-    return tuple(dict(P=spec.num_params, K=points, IN=i, H1=h1, H2=h2, OUT=o, KP=padded(points), INP=padded(i),
-                      H1P=padded(h1), H2P=padded(h2), OUTP=padded(o), ACT=ACTIVATIONS[spec.activation]).items())
+    return MappingProxyType(dict(P=spec.num_params, K=points, IN=i, H1=h1, H2=h2, OUT=o, KP=padded(points),
+                                 INP=padded(i), H1P=padded(h1), H2P=padded(h2), OUTP=padded(o),
+                                 ACT=ACTIVATIONS[spec.activation]))
 
 
 @lru_cache(maxsize=64)
@@ -113,7 +106,7 @@ def primitives(spec: MLPSpec, flat: torch.Tensor, x: torch.Tensor, y: torch.Tens
         flat, x.contiguous(), y.contiguous(), flat if vector is None else vector.contiguous(), losses,
         flat if grads is None else grads, flat if products is None else products, tasks,
         WITH_GRAD=with_grad, WITH_HVP=vector is not None, PRECISION=precision,
-        num_warps=num_warps, **KernelShape(spec).constants(x.shape[1]),
+        num_warps=num_warps, **kernel_constants(spec, x.shape[1]),
     )
     return losses, grads, products
 
@@ -145,6 +138,6 @@ def meta_gradient(spec: MLPSpec, theta: Params, support_x: torch.Tensor, support
         *(theta[name].contiguous() for name, _, _, _ in _layout(spec)), support_x.contiguous(), support_y.contiguous(),
         query_x.contiguous(), query_y.contiguous(), scratch, partial, losses, tasks, float(inner_lr),
         M=query_x.shape[1], MP=padded(query_x.shape[1]), STEPS=inner_steps, SECOND_ORDER=second_order,
-        PRECISION=precision, num_warps=num_warps, **KernelShape(spec).constants(support_x.shape[1]),
+        PRECISION=precision, num_warps=num_warps, **kernel_constants(spec, support_x.shape[1]),
     )
     return losses, partial[0] if programs == 1 else partial.sum(dim=0)

@@ -23,7 +23,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from innerloop.kernels.mlp_layout import MLPSpec
-from innerloop.kernels.triton_launch import NUM_WARPS, KernelShape
+from innerloop.kernels.triton_launch import NUM_WARPS, kernel_constants
 from innerloop.kernels.triton_mlp import maml_meta_gradient_kernel, mlp_primitives_kernel, padded
 
 POINTERS = {
@@ -119,7 +119,7 @@ def resource_usage(spec: MLPSpec, kernel: str, points: int = 10, steps: int = 5,
                    capability: int = 90, num_warps: int = NUM_WARPS) -> ResourceUsage:
     """Registers, spill stack, shared memory and per-task instruction counts of ``kernel`` compiled for
     sm_<capability> (``steps``: the meta-gradient's N)."""
-    constants = {**KernelShape(spec).constants(points), "PRECISION": precision}
+    constants = {**kernel_constants(spec, points), "PRECISION": precision}
     if kernel == "mlp_primitives_kernel":
         fn = mlp_primitives_kernel
         constants.update(WITH_GRAD=True, WITH_HVP=True)
