@@ -7,6 +7,9 @@ every ``tl.dot``, on a persistent grid of at most ``programs`` Triton programs (
 ``loss`` and ``loss_and_grad`` are ``torch.autograd.Function``s — their backward
 passes are the kernel's gradient and Hessian-vector product — so autograd sees ordinary ops.
 
+Inputs are checked before every launch (:mod:`.triton_inputs`): the kernels read raw pointers,
+where a wrong shape, dtype or device would give wrong numbers instead of an error.
+
 Every other learner (wider or deeper MLPs, other activations or losses, NP and metric networks)
 is delegated to the ``torch`` backend on the same device, and the delegation is logged once per
 learner (logger ``innerloop.backends.triton``): nothing falls back silently.
@@ -27,6 +30,7 @@ import torch
 
 from innerloop.backends.base import Backend, LearnerLike, Params
 from innerloop.backends.torch_func import TorchFuncBackend, parse_dtype
+from innerloop.backends.triton_inputs import check_meta_gradient_inputs, check_primitive_inputs
 from innerloop.engine.errors import ConfigError
 from innerloop.kernels.mlp_layout import MLPSpec
 
@@ -147,21 +151,12 @@ class TritonBackend(Backend):
     def _pack(self, spec: MLPSpec, params: Params, tasks: int) -> torch.Tensor:
         return _kernels().pack(spec, params, tasks)
 
-    def _check_device(self, *tensors: torch.Tensor) -> None:
-        """The kernels read raw pointers: every input must already live on the backend's device."""
-        for tensor in tensors:
-            if tensor.device.type != self.device.type:
-                raise ConfigError(
-                    f"the triton backend runs on {self.device.type} but got a tensor on {tensor.device.type}",
-                    "move inputs with .to(backend.device) (the algorithms do this for you)",
-                )
-
     def loss(self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self._require("loss")
         spec = self._spec(learner)
         if spec is None:
             return self.delegate.loss(learner, params, x, y)
-        self._check_device(x, y, *params.values())
+        check_primitive_inputs(spec, self.device, params, x, y)
         return _TritonLoss.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self._launch)
 
     def loss_and_grad(
@@ -171,7 +166,7 @@ class TritonBackend(Backend):
         spec = self._spec(learner)
         if spec is None:
             return self.delegate.loss_and_grad(learner, params, x, y)
-        self._check_device(x, y, *params.values())
+        check_primitive_inputs(spec, self.device, params, x, y)
         losses, grads = _TritonLossAndGrad.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self._launch)
         return losses, _kernels().unpack(spec, grads)
 
@@ -182,7 +177,7 @@ class TritonBackend(Backend):
         spec = self._spec(learner)
         if spec is None:
             return self.delegate.hvp(learner, params, x, y, vector)
-        self._check_device(x, y, *params.values(), *vector.values())
+        check_primitive_inputs(spec, self.device, params, x, y, vector)
         tasks = x.shape[0]
         _, _, products = _kernels().primitives(spec, self._pack(spec, params, tasks), x, y,
                                                self._pack(spec, vector, tasks), False, *self._launch)
@@ -199,7 +194,7 @@ class TritonBackend(Backend):
                 f"the triton backend cannot fuse {learner.model!r}: {_plan(learner)[1]}",
                 "check backend.fuses(learner) first; MAML composes the primitives for such learners",
             )
-        self._check_device(support_x, support_y, query_x, query_y, *params.values())
+        check_meta_gradient_inputs(spec, self.device, params, support_x, support_y, query_x, query_y, inner_steps)
         losses, grad = _kernels().meta_gradient(spec, params, support_x, support_y, query_x, query_y,
                                                 inner_lr, inner_steps, first_order, *self._launch)
         return losses, _kernels().unpack(spec, grad)

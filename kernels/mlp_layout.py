@@ -64,6 +64,12 @@ class MLPSpec:
         return shapes
 
     @cached_property
+    def named_shapes(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """(name, shape) of every parameter in layout order, computed once (host checks read it on
+        every call)."""
+        return tuple(zip(self.names(), self.shapes()))
+
+    @cached_property
     def num_params(self) -> int:
         """P, the parameters of one task (computed once: the launch paths read it on every call)."""
         return sum(torch.Size(s).numel() for s in self.shapes())

@@ -40,9 +40,10 @@ ACTIVATIONS = {"relu": 0, "tanh": 1}
 
 @triton.jit
 def _activation(z, ACT: tl.constexpr):
-    """σ(z), σ′(z), σ″(z); tanh through exp (libdevice tanh fails in the interpreter)."""
+    """σ(z), σ′(z), σ″(z); tanh through exp (libdevice tanh fails in the interpreter). ReLU keeps a
+    NaN (torch.relu's semantics: a NaN input must reach the loss, not be clamped to 0)."""
     if ACT == 0:
-        return tl.maximum(z, 0.0), tl.where(z > 0.0, 1.0, 0.0), tl.zeros_like(z)
+        return tl.maximum(z, 0.0, propagate_nan=tl.PropagateNan.ALL), tl.where(z > 0.0, 1.0, 0.0), tl.zeros_like(z)
     else:
         t = 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
         d1 = 1.0 - t * t

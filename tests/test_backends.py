@@ -34,6 +34,17 @@ def test_loss_and_grad_match_autograd(cpu64):
             assert torch.allclose(grads[k][i], r, rtol=1e-12, atol=1e-14)
     assert torch.allclose(cpu64.loss(learner, params, batch.support_x, batch.support_y), losses, rtol=1e-14)
 
+def test_targets_that_would_broadcast_or_hold_no_point_are_clear_errors():
+    """The torch.func path's per-task MSE refuses a target [K] against predictions [K, 1] (a
+    broadcast to [K, K] would be a wrong loss, not an error) and an empty point set (a NaN)."""
+    _, learner, batch, params = _setup()
+    oracle = il.backends.get("cpu", dtype=torch.float64, fused=False)
+    x, y = batch.support_x, batch.support_y
+    with pytest.raises(il.ShapeError, match=r"mse targets have shape \(8,\) but the predictions \(8, 1\)"):
+        oracle.loss(learner, params, x, y[..., 0])
+    with pytest.raises(il.ShapeError, match="zero points"):
+        oracle.loss_and_grad(learner, params, x[:, :0], y[:, :0])
+
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "gelu", "silu"])
 def test_hvp_matches_central_finite_differences(cpu64, activation):
