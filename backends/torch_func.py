@@ -28,6 +28,7 @@ import torch
 from torch.func import grad, grad_and_value, jvp, vmap
 
 from innerloop.backends.base import Backend, LearnerLike, Params
+from innerloop.backends.mlp_inputs import check_meta_gradient_inputs, check_primitive_inputs
 from innerloop.engine.errors import BackendUnavailableError, ConfigError
 from innerloop.kernels.fused_maml import maml_meta_gradient
 from innerloop.kernels.mlp_layout import MLPSpec
@@ -121,6 +122,7 @@ class TorchFuncBackend(Backend):
         self._require("loss")
         spec = self._fused_spec(learner, params, x)
         if spec is not None:
+            check_primitive_inputs(spec, params, x, y)
             return mlp_loss(spec, params, x, y)
         return vmap(learner.task_loss)(params, x, y)
 
@@ -130,6 +132,7 @@ class TorchFuncBackend(Backend):
         self._require("loss_and_grad")
         spec = self._fused_spec(learner, params, x)
         if spec is not None:
+            check_primitive_inputs(spec, params, x, y)
             return mlp_loss_and_grad(spec, params, x, y)
         grads, losses = vmap(grad_and_value(learner.task_loss))(params, x, y)
         return losses, grads
@@ -140,6 +143,7 @@ class TorchFuncBackend(Backend):
         self._require("hvp")
         spec = self._fused_spec(learner, params, x, vector)
         if spec is not None:
+            check_primitive_inputs(spec, params, x, y, vector)
             return mlp_hvp(spec, params, x, y, vector)
 
         def task_hvp(p: Params, xb: torch.Tensor, yb: torch.Tensor, v: Params) -> Params:
@@ -159,6 +163,7 @@ class TorchFuncBackend(Backend):
                 "fused meta-gradients cover MLPs (relu/tanh/gelu/silu) with mse or cross_entropy; "
                 "check backend.fuses(learner) first",
             )
+        check_meta_gradient_inputs(spec, params, support_x, support_y, query_x, query_y, inner_steps)
         with torch.no_grad():
             return maml_meta_gradient(spec, params, support_x, support_y, query_x, query_y,
                                       inner_lr, inner_steps, first_order)

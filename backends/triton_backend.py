@@ -7,7 +7,7 @@ every ``tl.dot``, on a persistent grid of at most ``programs`` Triton programs (
 ``loss`` and ``loss_and_grad`` are ``torch.autograd.Function``s — their backward
 passes are the kernel's gradient and Hessian-vector product — so autograd sees ordinary ops.
 
-Inputs are checked before every launch (:mod:`.triton_inputs`): the kernels read raw pointers,
+Inputs are checked before every launch (:mod:`.mlp_inputs`): the kernels read raw pointers,
 where a wrong shape, dtype or device would give wrong numbers instead of an error.
 
 Every other learner (wider or deeper MLPs, other activations or losses, NP and metric networks)
@@ -29,8 +29,8 @@ from typing import Any
 import torch
 
 from innerloop.backends.base import Backend, LearnerLike, Params
+from innerloop.backends.mlp_inputs import check_meta_gradient_inputs, check_primitive_inputs
 from innerloop.backends.torch_func import TorchFuncBackend, parse_dtype
-from innerloop.backends.triton_inputs import check_meta_gradient_inputs, check_primitive_inputs
 from innerloop.engine.errors import ConfigError
 from innerloop.kernels.mlp_layout import MLPSpec
 
@@ -156,7 +156,7 @@ class TritonBackend(Backend):
         spec = self._spec(learner)
         if spec is None:
             return self.delegate.loss(learner, params, x, y)
-        check_primitive_inputs(spec, self.device, params, x, y)
+        check_primitive_inputs(spec, params, x, y, device=self.device)
         return _TritonLoss.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self._launch)
 
     def loss_and_grad(
@@ -166,7 +166,7 @@ class TritonBackend(Backend):
         spec = self._spec(learner)
         if spec is None:
             return self.delegate.loss_and_grad(learner, params, x, y)
-        check_primitive_inputs(spec, self.device, params, x, y)
+        check_primitive_inputs(spec, params, x, y, device=self.device)
         losses, grads = _TritonLossAndGrad.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self._launch)
         return losses, _kernels().unpack(spec, grads)
 
@@ -177,7 +177,7 @@ class TritonBackend(Backend):
         spec = self._spec(learner)
         if spec is None:
             return self.delegate.hvp(learner, params, x, y, vector)
-        check_primitive_inputs(spec, self.device, params, x, y, vector)
+        check_primitive_inputs(spec, params, x, y, vector, self.device)
         tasks = x.shape[0]
         _, _, products = _kernels().primitives(spec, self._pack(spec, params, tasks), x, y,
                                                self._pack(spec, vector, tasks), False, *self._launch)
@@ -194,7 +194,8 @@ class TritonBackend(Backend):
                 f"the triton backend cannot fuse {learner.model!r}: {_plan(learner)[1]}",
                 "check backend.fuses(learner) first; MAML composes the primitives for such learners",
             )
-        check_meta_gradient_inputs(spec, self.device, params, support_x, support_y, query_x, query_y, inner_steps)
+        check_meta_gradient_inputs(spec, params, support_x, support_y, query_x, query_y, inner_steps,
+                                   self.device)
         losses, grad = _kernels().meta_gradient(spec, params, support_x, support_y, query_x, query_y,
                                                 inner_lr, inner_steps, first_order, *self._launch)
         return losses, _kernels().unpack(spec, grad)

@@ -147,63 +147,6 @@ def test_unfusable_learners_are_delegated_with_a_log_line(caplog):
         backend.meta_gradient(learner, params, x, y, x, y, 0.1, 1)
 
 
-def test_inputs_on_another_device_are_a_clear_error():
-    learner, _, params, _, (x, y, _, _) = _problem(16, "relu", 2)
-    backend = il.backends.get("triton")
-    with pytest.raises(il.ConfigError, match=r"runs on \w+ but got a tensor on meta"):
-        backend.loss_and_grad(learner, _f32(params), x.float().to("meta"), _f32(y))
-
-
-def _bad_inputs():
-    """(what is wrong, loss arguments) with the learner 1→16→16→1 on two tasks of ten points."""
-    learner, theta, params, _, (x, y, _, _) = _problem(16, "relu", 2, dims=(1, 1))
-    params, x, y = _f32(params), _f32(x), _f32(y)
-    three_rows = params["layer0.weight"][[0, 1, 1]]
-    return learner, theta, {
-        r"x has shape \(2, 10, 2\); the learner takes \[tasks, points, 1\]": (params, x.repeat(1, 1, 2), y),
-        r"x has shape \(2, 10\)": (params, x[..., 0], y),
-        r"y has shape \(2, 10\) but x has \(2, 10, 1\)": (params, x, y[..., 0]),
-        r"y has shape \(3, 10, 1\)": (params, x, torch.cat([y, y[:1]])),
-        r"y has shape \(2, 9, 1\)": (params, x, y[:, :9]),
-        "at least one task and one point": (params, x[:, :0], y[:, :0]),
-        r"parameter 'layer0.weight' has shape \(3, 16, 1\)": ({**params, "layer0.weight": three_rows}, x, y),
-        r"missing \['layer2.bias'\]": ({k: v for k, v in params.items() if k != "layer2.bias"}, x, y),
-        "computes in float32 but got a float64 tensor": (params, x.double(), y),
-        "computes in float32 but got a float16 tensor": ({**params, "layer1.bias": params["layer1.bias"].half()}, x, y),
-    }
-
-
-def test_bad_inputs_are_clear_errors_not_wrong_numbers():
-    """The kernels read raw pointers with the learner's sizes compiled in: every primitive checks
-    shapes, dtype and device first (a wrong shape would otherwise be read as wrong numbers)."""
-    learner, theta, cases = _bad_inputs()
-    backend = il.backends.get("triton")
-    for message, (params, x, y) in cases.items():
-        for primitive in (backend.loss, backend.loss_and_grad):
-            with pytest.raises(ValueError, match=message):
-                primitive(learner, params, x, y)
-        with pytest.raises(ValueError, match=message.replace("parameter 'layer0", "direction 'layer0")
-                           .replace("missing", "directions do not match the learner: missing")):
-            backend.hvp(learner, _f32(theta), x, y, params)
-
-
-def test_bad_meta_gradient_inputs_are_clear_errors():
-    learner, theta, params, _, (x, y, _, _) = _problem(16, "relu", 2, dims=(1, 1))
-    theta, params, x, y = _f32(theta), _f32(params), _f32(x), _f32(y)
-    backend = il.backends.get("triton")
-    cases = {
-        "query_x holds 3 tasks but the support set holds 2": (theta, x, y, x[[0, 1, 1]], y[[0, 1, 1]], 2),
-        r"query_y has shape \(2, 10\)": (theta, x, y, x, y[..., 0], 2),
-        r"'layer0.weight' has shape \(2, 16, 1\); the learner needs \(16, 1\)\n.*no task axis": (params, x, y, x, y, 2),
-        "inner_steps must be a whole number >= 0, got -1": (theta, x, y, x, y, -1),
-        "inner_steps must be a whole number >= 0, got 1.5": (theta, x, y, x, y, 1.5),
-        "computes in float32 but got a float64 tensor": (theta, x, y, x.double(), y, 2),
-    }
-    for message, (shared, sx, sy, qx, qy, steps) in cases.items():
-        with pytest.raises(ValueError, match=message):
-            backend.meta_gradient(learner, shared, sx, sy, qx, qy, 0.1, steps)
-
-
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_a_nan_input_gives_a_nan_loss_as_in_the_oracle(oracle, activation):
     """A NaN in one task's data makes that task's loss NaN and no other's, as in the float64
