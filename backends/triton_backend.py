@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -31,7 +32,7 @@ import torch
 from innerloop.backends.base import Backend, LearnerLike, Params
 from innerloop.backends.mlp_inputs import check_meta_gradient_inputs, check_primitive_inputs
 from innerloop.backends.torch_func import TorchFuncBackend, parse_dtype
-from innerloop.engine.errors import ConfigError
+from innerloop.engine.errors import CapabilityError, ConfigError
 from innerloop.kernels.mlp_layout import MLPSpec
 
 LOG = logging.getLogger("innerloop.backends.triton")
@@ -43,6 +44,29 @@ def _kernels():
     from innerloop.kernels import triton_launch
 
     return triton_launch
+
+
+def _primitives(spec: MLPSpec, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, vector: torch.Tensor | None,
+                with_grad: bool, precision: str, programs: int | None):
+    """:func:`triton_launch.primitives`, with the GPU's on-chip limits as a clear error."""
+    with _on_chip_limits(spec, f"{x.shape[1]} points"):
+        return _kernels().primitives(spec, flat, x, y, vector, with_grad, precision, programs)
+
+
+@contextmanager
+def _on_chip_limits(spec: MLPSpec, task_size: str):
+    """Triton's OutOfResources at launch (a program needs more shared memory than the GPU has)
+    as a CapabilityError that names the task size, the learner and the ways out."""
+    try:
+        yield
+    except _kernels().OutOfResources as err:
+        raise CapabilityError(
+            f"the triton kernels keep a whole task on chip, and a task of {task_size} for the learner "
+            f"{'→'.join(map(str, spec.widths))} needs {err.required} of {err.name} per program where this GPU "
+            f"has {err.limit}",
+            "use fewer points per task (on an H100 the sinusoid learner fits 64, a 64-wide one 32; "
+            "`python -m innerloop.kernels.triton_resources` reports other sizes), or --backend torch",
+        ) from None
 
 
 @lru_cache(maxsize=64)
@@ -58,7 +82,7 @@ class _TritonLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, flat, x, y, spec, launch):
-        losses, grads, _ = _kernels().primitives(spec, flat, x, y, None, True, *launch)
+        losses, grads, _ = _primitives(spec, flat, x, y, None, True, *launch)
         ctx.save_for_backward(grads)
         return losses
 
@@ -73,7 +97,7 @@ class _TritonLossAndGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, flat, x, y, spec, launch):
-        losses, grads, _ = _kernels().primitives(spec, flat, x, y, None, True, *launch)
+        losses, grads, _ = _primitives(spec, flat, x, y, None, True, *launch)
         ctx.save_for_backward(flat, x, y, grads)
         ctx.spec, ctx.launch = spec, launch
         return losses, grads
@@ -85,7 +109,7 @@ class _TritonLossAndGrad(torch.autograd.Function):
         if grad_losses is not None:
             total = total + grad_losses[:, None] * grads
         if grad_grads is not None:
-            _, _, products = _kernels().primitives(ctx.spec, flat, x, y, grad_grads.contiguous(), False, *ctx.launch)
+            _, _, products = _primitives(ctx.spec, flat, x, y, grad_grads.contiguous(), False, *ctx.launch)
             total = total + products
         return total, None, None, None, None
 
@@ -179,7 +203,7 @@ class TritonBackend(Backend):
             return self.delegate.hvp(learner, params, x, y, vector)
         check_primitive_inputs(spec, params, x, y, vector, self.device)
         tasks = x.shape[0]
-        _, _, products = _kernels().primitives(spec, self._pack(spec, params, tasks), x, y,
+        _, _, products = _primitives(spec, self._pack(spec, params, tasks), x, y,
                                                self._pack(spec, vector, tasks), False, *self._launch)
         return _kernels().unpack(spec, products)
 
@@ -196,8 +220,9 @@ class TritonBackend(Backend):
             )
         check_meta_gradient_inputs(spec, params, support_x, support_y, query_x, query_y, inner_steps,
                                    self.device)
-        losses, grad = _kernels().meta_gradient(spec, params, support_x, support_y, query_x, query_y,
-                                                inner_lr, inner_steps, first_order, *self._launch)
+        with _on_chip_limits(spec, f"{support_x.shape[1]} support and {query_x.shape[1]} query points"):
+            losses, grad = _kernels().meta_gradient(spec, params, support_x, support_y, query_x, query_y,
+                                                    inner_lr, inner_steps, first_order, *self._launch)
         return losses, _kernels().unpack(spec, grad)
 
     def __repr__(self) -> str:

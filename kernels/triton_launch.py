@@ -11,6 +11,7 @@ from functools import lru_cache
 from types import MappingProxyType
 
 import torch
+from triton.runtime.errors import OutOfResources  # noqa: F401  (re-exported: the backend catches it)
 
 from innerloop.kernels.mlp_layout import MLPSpec
 from innerloop.kernels.triton_mlp import ACTIVATIONS, maml_meta_gradient_kernel, mlp_primitives_kernel, padded

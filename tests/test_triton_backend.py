@@ -162,6 +162,33 @@ def test_a_nan_input_gives_a_nan_loss_as_in_the_oracle(oracle, activation):
     assert all(bool(g.isnan().any()) for g in grad.values())
 
 
+def test_tasks_too_large_for_the_gpu_are_a_capability_error(monkeypatch):
+    """A task's points live on chip; past the GPU's shared memory Triton refuses the launch, and
+    the backend says which task size and learner and what to do instead (simulated: the
+    interpreter has no shared-memory limit)."""
+    from triton.runtime.errors import OutOfResources
+
+    from innerloop.kernels import triton_launch
+
+    class TooLarge:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                raise OutOfResources(233480, 232448, "shared memory")
+            return launch
+
+    monkeypatch.setattr(triton_launch, "mlp_primitives_kernel", TooLarge())
+    monkeypatch.setattr(triton_launch, "maml_meta_gradient_kernel", TooLarge())
+    learner, theta, params, vector, (x, y, qx, qy) = _problem(40, "relu", 2, points=128, dims=(1, 1))
+    backend = il.backends.get("triton")
+    message = r"a task of 128 points for the learner 1→40→40→1 needs 233480 of shared memory .* has 232448"
+    for call in (lambda: backend.loss(learner, _f32(params), _f32(x), _f32(y)),
+                 lambda: backend.hvp(learner, _f32(params), _f32(x), _f32(y), _f32(vector))):
+        with pytest.raises(il.CapabilityError, match=message):
+            call()
+    with pytest.raises(il.CapabilityError, match=r"128 support and 128 query points .*\n.*fewer points per task"):
+        backend.meta_gradient(learner, _f32(theta), *map(_f32, (x, y, qx, qy)), 0.1, 2)
+
+
 def test_bad_options_and_missing_hardware_are_clear_errors(monkeypatch):
     with pytest.raises(il.ConfigError, match="float32"):
         il.backends.get("triton", dtype="float64")
