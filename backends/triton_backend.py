@@ -7,6 +7,11 @@ every ``tl.dot``, on a persistent grid of at most ``programs`` Triton programs (
 ``loss`` and ``loss_and_grad`` are ``torch.autograd.Function``s — their backward
 passes are the kernel's gradient and Hessian-vector product — so autograd sees ordinary ops.
 
+``cuda_graphs=True`` runs ``meta_gradient`` as the replay of a CUDA graph captured once per call
+signature (:class:`.cuda_graphs.GraphCache`): at small B an eager call then costs the host a copy
+of θ and the data, a replay and two clones instead of the Python and Triton launcher around the
+kernel (see the README for what has been measured).
+
 Inputs are checked before every launch (:mod:`.mlp_inputs`): the kernels read raw pointers,
 where a wrong shape, dtype or device would give wrong numbers instead of an error.
 
@@ -30,6 +35,7 @@ from typing import Any
 import torch
 
 from innerloop.backends.base import Backend, LearnerLike, Params
+from innerloop.backends.cuda_graphs import GraphCache
 from innerloop.backends.mlp_inputs import check_meta_gradient_inputs, check_primitive_inputs
 from innerloop.backends.torch_func import TorchFuncBackend, parse_dtype
 from innerloop.engine.errors import CapabilityError, ConfigError
@@ -127,6 +133,7 @@ class TritonBackend(Backend):
         precision: str = "tf32x3",
         programs: int | None = None,
         capabilities: Iterable[str] | str | None = None,
+        cuda_graphs: bool = False,
     ) -> None:
         super().__init__(capabilities)
         if parse_dtype(dtype) != torch.float32:
@@ -141,6 +148,11 @@ class TritonBackend(Backend):
                               "leave it unset for the default (4 programs per SM)")
         self.dtype, self.precision, self.programs = torch.float32, precision, programs
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if cuda_graphs and self.device.type != "cuda":
+            raise ConfigError("cuda_graphs=True needs a CUDA GPU (Triton's CPU interpreter has no graphs)",
+                              "leave cuda_graphs off on a machine without a GPU")
+        self.cuda_graphs = bool(cuda_graphs)
+        self._graphs = GraphCache(self.device) if self.cuda_graphs else None
         self.delegate = TorchFuncBackend(dtype=self.dtype, device=self.device)
         self._logged: set[str] = set()
 
@@ -221,9 +233,29 @@ class TritonBackend(Backend):
         check_meta_gradient_inputs(spec, params, support_x, support_y, query_x, query_y, inner_steps,
                                    self.device)
         with _on_chip_limits(spec, f"{support_x.shape[1]} support and {query_x.shape[1]} query points"):
-            losses, grad = _kernels().meta_gradient(spec, params, support_x, support_y, query_x, query_y,
-                                                    inner_lr, inner_steps, first_order, *self._launch)
+            if self._graphs is None:
+                losses, grad = _kernels().meta_gradient(spec, params, support_x, support_y, query_x, query_y,
+                                                        inner_lr, inner_steps, first_order, *self._launch)
+            else:
+                losses, grad = self._graphed_meta_gradient(spec, params, (support_x, support_y, query_x, query_y),
+                                                           float(inner_lr), int(inner_steps), bool(first_order))
         return losses, _kernels().unpack(spec, grad)
 
+    def _graphed_meta_gradient(self, spec: MLPSpec, params: Params, data: tuple[torch.Tensor, ...], inner_lr: float,
+                               inner_steps: int, first_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused meta-gradient as the replay of a CUDA graph captured once per call signature
+        (learner, data shapes, α, N, order): each call copies θ and the data into the graph's
+        static buffers and replays; the host's cost is that copy, the replay and two clones."""
+        names = spec.names()
+
+        def launch(static: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            theta = dict(zip(names, static[:len(names)]))
+            return _kernels().meta_gradient(spec, theta, *static[len(names):], inner_lr, inner_steps, first_order,
+                                            *self._launch)
+
+        key = (spec, *(t.shape for t in data), inner_lr, inner_steps, first_order)
+        return self._graphs(key, launch, [*(params[name] for name in names), *data])
+
     def __repr__(self) -> str:
-        return f"{super().__repr__()[:-1]} precision={self.precision} programs={self.programs or 'default'}>"
+        graphs = " cuda_graphs" if self.cuda_graphs else ""
+        return f"{super().__repr__()[:-1]} precision={self.precision} programs={self.programs or 'default'}{graphs}>"

@@ -7,9 +7,9 @@
   ``torch.autograd.grad(create_graph=True)``, the way the most used PyTorch meta-learning
   libraries (learn2learn's clone_module/update_module) do it.
 
-Any implementation can also be timed as a CUDA graph (``NAME+graph``, :func:`cuda_graphed`):
-the whole call captured once and replayed, which removes the host's per-op dispatch and launch
-cost and leaves the device work.
+Any implementation can also be timed as a CUDA graph (``NAME+graph``,
+:func:`innerloop.backends.cuda_graphs.cuda_graphed`): the whole call captured once and replayed,
+which removes the host's per-op dispatch and launch cost and leaves the device work.
 """
 
 from __future__ import annotations
@@ -144,24 +144,3 @@ def per_task_loop(module: TorchMLP, loss: str) -> dict[str, Callable]:
         return torch.stack(losses), {k: p.grad for k, p in module.named_parameters()}
 
     return {"grad": grads, "hvp": hvp, "meta_gradient": meta_gradient}
-
-
-def cuda_graphed(fn: Callable[[], object], device: torch.device, warmup: int = 3) -> Callable[[], object]:
-    """``fn`` captured once in a CUDA graph; the returned callable replays it and returns the outputs
-    of the captured call (static: every replay overwrites them). ``fn`` must read only tensors that
-    stay alive and in place, and must not synchronize with the host (no ``.item()``)."""
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):  # warm-up off the default stream, as torch.cuda.graph requires
-        for _ in range(warmup):
-            fn()
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        outputs = fn()
-
-    def replay() -> object:
-        graph.replay()
-        return outputs
-
-    return replay

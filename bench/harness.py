@@ -6,7 +6,9 @@ A case is (primitive, learner widths, activation, B, K, N, dtype). Implementatio
   torch.func idiom captured in a CUDA graph (any implementation ``NAME+graph`` is timed that way);
 * every backend asked for (``cpu``: fused MLP passes; ``torch``: torch.func compositions on
   the device; ``torch-fused``: the torch backend with ``fused=True``; ``triton``: the Triton
-  kernels, on the GPU or — meaningless for timing — in the interpreter), through the same
+  kernels, on the GPU or — meaningless for timing — in the interpreter; ``triton-cuda-graphs``:
+  the triton backend with ``cuda_graphs=True``, whose eager call replays a graph it captured
+  itself), through the same
   primitives the algorithms call (``loss_and_grad``, ``hvp``, and MAML's ``compute``).
 
 Every case runs in a fresh process (``isolate``; ``--shared-process`` turns it off), so its numbers
@@ -34,7 +36,8 @@ from tqdm import tqdm
 
 import innerloop
 from innerloop import backends
-from innerloop.bench.baselines import TorchMLP, cuda_graphed, per_task_loop, torch_func_idiom
+from innerloop.backends.cuda_graphs import cuda_graphed
+from innerloop.bench.baselines import TorchMLP, per_task_loop, torch_func_idiom
 from innerloop.bench.measure import peak_memory, time_calls
 from innerloop.engine.algorithms import MAML
 from innerloop.engine.errors import ConfigError
@@ -48,7 +51,8 @@ PRIMITIVES = ("grad", "hvp", "meta_gradient")
 BASELINES = ("torch.func", "torch.func+graph", "loop")
 GRAPHED = "+graph"
 BACKEND_IMPLEMENTATIONS = {"cpu": ("cpu", {}), "torch": ("torch", {"fused": False}),
-                           "torch-fused": ("torch", {"fused": True}), "triton": ("triton", {})}
+                           "torch-fused": ("torch", {"fused": True}), "triton": ("triton", {}),
+                           "triton-cuda-graphs": ("triton", {"cuda_graphs": True})}
 
 
 @dataclass
@@ -89,9 +93,10 @@ class BenchConfig:
             raise ConfigError(f"unknown implementations {sorted(bad)}",
                               f"choose from: {', '.join(sorted(known))}, each optionally with '{GRAPHED}' "
                               "(captured in a CUDA graph)")
-        graphed = [name for name in self.implementations if name.endswith(GRAPHED)]
+        graphed = [name for name in self.implementations if name.endswith(GRAPHED) or "cuda-graphs" in name]
         if graphed and not self.device.startswith("cuda"):
-            raise ConfigError(f"{', '.join(graphed)}: CUDA graphs need --device cuda", "drop the '+graph' entries")
+            raise ConfigError(f"{', '.join(graphed)}: CUDA graphs need --device cuda",
+                              "drop the '+graph' and 'cuda-graphs' entries")
         if any(b < 1 for b in self.batches) or self.shots < 1 or self.steps < 0 or self.repeats < 1:
             raise ConfigError("batches, shots and repeats must be >= 1 and steps >= 0",
                               "e.g. --batches 1,32,256 --shots 10 --steps 5")

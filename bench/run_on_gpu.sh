@@ -16,13 +16,13 @@ fi
 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . || exit 1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-timeout "${PYTEST_LIMIT:-150}" python3 -m pytest tests/test_triton_backend.py -m "gpu or not gpu" -q -p no:cacheprovider \
+timeout "${PYTEST_LIMIT:-150}" python3 -m pytest tests/test_triton_backend.py tests/test_mlp_inputs.py -m "gpu or not gpu" -q -p no:cacheprovider \
   -k "${PYTEST_K:-not compile_for_sm90}" 2>&1 | tee "$out/gpu-pytest.log" | tail -25
 timeout "${TRAIN_LIMIT:-90}" bash -c "python3 -m innerloop train --algo maml --task sinusoid --backend triton \
   --iters 300 --meta-batch 25 --out /tmp/triton-run --quiet && python3 -m innerloop eval /tmp/triton-run --quiet \
   && cp /tmp/triton-run/adaptation.png '$out/gpu-triton-run-adaptation.png'"
 timeout "${BENCH_LIMIT:-300}" python3 -m innerloop bench --device cuda --quiet --name gpu-sinusoid --out "$out" \
-  --implementations torch.func,torch.func+graph,torch,torch-fused,triton,triton+graph \
+  --implementations torch.func,torch.func+graph,torch,torch-fused,triton,triton-cuda-graphs,triton+graph \
   --batches "${BENCH_BATCHES:-1,64,1024}" --memory-steps "${MEMORY_STEPS:-1,5,10}"
 timeout "${TUNE_LIMIT:-150}" python3 -m innerloop.bench.triton_tuning --name gpu-triton-tuning --out "$out" \
   --precisions "${TUNE_PRECISIONS:-tf32x3,tf32,ieee}" --programs-per-sm "${TUNE_GRID:-1,4,0}" \

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from innerloop import backends
-from innerloop.bench.baselines import cuda_graphed
+from innerloop.backends.cuda_graphs import cuda_graphed
 from innerloop.bench.harness import machine_info
 from innerloop.bench.measure import time_calls
 from innerloop.engine.algorithms import MAML

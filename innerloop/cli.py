@@ -238,7 +238,8 @@ BENCH_FLAGS = {  # flag → (default shown in --help, help); values are parsed a
     "--dtype": ("float32", "float32 or float64"),
     "--device": ("cpu", "cpu or cuda"),
     "--implementations": ("torch.func,loop,cpu,torch", "what to time: torch.func, loop, cpu, torch, torch-fused, "
-                          "triton; NAME+graph (e.g. torch.func+graph) replays NAME from a CUDA graph"),
+                          "triton, triton-cuda-graphs (the backend's cuda_graphs=True); NAME+graph "
+                          "(e.g. torch.func+graph) replays NAME from a CUDA graph"),
     "--loop-max-batch": ("32", "the per-task loop runs only up to this B (it is ~100x slower)"),
     "--warmup": ("3", "untimed calls first"),
     "--repeats": ("15", "timed calls (median and quartiles)"),

@@ -111,6 +111,8 @@ def test_bench_rejects_bad_settings(capsys):
 def test_graphed_implementations_need_a_cuda_device():
     with pytest.raises(il.ConfigError, match=r"torch.func\+graph: CUDA graphs need --device cuda"):
         BenchConfig(implementations=("torch.func+graph",)).validate()
+    with pytest.raises(il.ConfigError, match=r"triton-cuda-graphs: CUDA graphs need --device cuda"):
+        BenchConfig(implementations=("triton-cuda-graphs",)).validate()
     with pytest.raises(il.ConfigError, match="unknown implementations"):
         BenchConfig(implementations=("jax+graph",)).validate()
 
@@ -134,7 +136,7 @@ def test_latency_bound_arithmetic():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graphed_call_replays_on_new_values():
-    from innerloop.bench.baselines import cuda_graphed
+    from innerloop.backends.cuda_graphs import cuda_graphed
 
     x = torch.randn(64, device="cuda")
     replay = cuda_graphed(lambda: (x * 2).sum(), torch.device("cuda"))
