@@ -190,37 +190,38 @@ def test_tasks_too_large_for_the_gpu_are_a_capability_error(monkeypatch):
         backend.meta_gradient(learner, _f32(theta), *map(_f32, (x, y, qx, qy)), 0.1, 2)
 
 
+def _graphed_and_plain(graphed, plain, width, activation, tasks, steps):
+    """(graphed call, plain call) of the meta-gradient on three batches of one shape, the graphed
+    ones all made before any is compared (a later replay must not overwrite an earlier result)."""
+    results = []
+    for seed in (0, 1, 2):
+        learner, theta, _, _, data = _problem(width, activation, tasks, seed=seed, dims=(1, 1))
+        theta, data = _f32(theta), [_f32(t) for t in data]
+        results.append((graphed.meta_gradient(learner, theta, *data, 0.1, steps),
+                        plain.meta_gradient(learner, theta, *data, 0.1, steps)))
+    assert graphed._graphs.captures == 1
+    return results, (learner, theta, data)
+
+
 def test_graphed_meta_gradient_replays_one_capture_on_each_calls_values():
     """cuda_graphs=True: one capture per call signature, each call's θ and data copied in. Here
     with the CPU stand-in for a graph (its replay re-runs the launch on the static buffers)."""
     backend = il.backends.get("triton", programs=3)
     backend._graphs = GraphCache(backend.device, capture=replay_by_rerunning)
-    plain = il.backends.get("triton", programs=3)
-    results = []
-    for seed in (0, 1, 2):
-        learner, theta, _, _, data = _problem(16, "tanh", 5, seed=seed, dims=(1, 1))
-        theta, data = _f32(theta), [_f32(t) for t in data]
-        results.append((backend.meta_gradient(learner, theta, *data, 0.1, 2),
-                        plain.meta_gradient(learner, theta, *data, 0.1, 2)))
-    assert backend._graphs.captures == 1
-    for (losses, grad), (plain_losses, plain_grad) in results:  # earlier results survive later replays
+    results, (learner, theta, data) = _graphed_and_plain(backend, il.backends.get("triton", programs=3),
+                                                         16, "tanh", 5, 2)
+    for (losses, grad), (plain_losses, plain_grad) in results:
         assert torch.equal(losses, plain_losses) and all(torch.equal(grad[k], plain_grad[k]) for k in grad)
     backend.meta_gradient(learner, theta, *data, 0.1, 3)  # another N: another graph
-    backend.meta_gradient(learner, theta, data[0][:4], data[1][:4], data[2][:4], data[3][:4], 0.1, 2)  # another B
+    backend.meta_gradient(learner, theta, *(t[:4] for t in data), 0.1, 2)  # another B: another graph
     assert backend._graphs.captures == 3
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_cuda_graphed_meta_gradient_equals_the_eager_launch():
-    backend, plain = il.backends.get("triton", cuda_graphs=True), il.backends.get("triton")
-    results = []
-    for seed in (0, 1, 2):
-        learner, theta, _, _, data = _problem(40, "relu", 64, seed=seed, dims=(1, 1))
-        theta, data = _f32(theta), [_f32(t) for t in data]
-        results.append((backend.meta_gradient(learner, theta, *data, 0.1, 5),
-                        plain.meta_gradient(learner, theta, *data, 0.1, 5)))
-    assert backend._graphs.captures == 1
+    results, _ = _graphed_and_plain(il.backends.get("triton", cuda_graphs=True), il.backends.get("triton"),
+                                    40, "relu", 64, 5)
     for (losses, grad), (plain_losses, plain_grad) in results:
         assert torch.allclose(losses, plain_losses, rtol=1e-6)
         assert _rel(grad, {k: v.double().cpu() for k, v in plain_grad.items()}) < 1e-6
