@@ -24,6 +24,6 @@ timeout "${TRAIN_LIMIT:-90}" bash -c "python3 -m innerloop train --algo maml --t
 timeout "${BENCH_LIMIT:-300}" python3 -m innerloop bench --device cuda --quiet --name gpu-sinusoid --out "$out" \
   --implementations torch.func,torch.func+graph,torch,torch-fused,triton,triton-cuda-graphs,triton+graph \
   --batches "${BENCH_BATCHES:-1,64,1024}" --memory-steps "${MEMORY_STEPS:-1,5,10}"
-timeout "${TUNE_LIMIT:-150}" python3 -m innerloop.bench.triton_tuning --name gpu-triton-tuning --out "$out" \
+timeout "${TUNE_LIMIT:-300}" python3 -m innerloop.bench.triton_tuning --name gpu-triton-tuning --out "$out" \
   --precisions "${TUNE_PRECISIONS:-tf32x3,tf32,ieee}" --programs-per-sm "${TUNE_GRID:-1,4,0}" \
-  --warps "${TUNE_WARPS:-4,8}"
+  --warps "${TUNE_WARPS:-4,8}" --max-registers "${TUNE_REGISTERS:-0,128}"

@@ -6,16 +6,19 @@ tuning, and the achieved fraction of the latency-bound estimate.
 * **Precision.** The second-order meta-gradient (seed 000 eq. 2.5) of the sinusoid learner
   1→40→40→1 at N = 5 for each ``precision`` ("tf32x3", "tf32", "ieee"), ReLU and tanh, against
   MAML on the float64 ``cpu`` backend: ‖g − g₆₄‖ / ‖g₆₄‖ on fresh random inputs.
-* **Launch tuning.** Grid size (persistent programs per SM) × warps per program, timed at several B as eager calls
-  (what a training loop pays: the kernel plus the host's allocations, the partial-sum reduction
-  and their launches) and as CUDA-graph replays (the device's work alone), with the registers and
-  spill stack of each build read back from the compiled cubin.
+* **Launch tuning.** Grid size (persistent programs per SM) × warps per program × register cap
+  per thread (ptxas's ``maxnreg``: 128 at 8 warps lets an SM hold two programs, at the price of
+  spills), timed at several B as eager calls (what a training loop pays: the kernel plus the
+  host's allocations, the partial-sum reduction and their launches) and as CUDA-graph replays
+  (the device's work alone), with the registers, spill stack, programs per SM and spill traffic
+  per task of each build read back from the compiled cubin.
 * **Latency-bound estimate.** A task's meta-gradient is a chain of dependent small matmuls, so
   the floor at batch B is the time of one task alone (B = 1, one task per program, graph replay:
   t₁, per precision) times the number of tasks each SM must run one after another:
-  t_est(B) = t₁ · min(T, B) · ⌈⌈B/T⌉ / (SMs · resident programs per SM)⌉, for T tasks per program and
-  residency bounded by registers (65 536 per SM) and warps (64 per SM). The report gives
-  t_est / t_measured per configuration: 1.0 means the kernel runs as fast as the chain allows.
+  t_est(B) = t₁ · min(T, B) · ⌈⌈B/T⌉ / (SMs · resident programs per SM)⌉, for T tasks per program
+  and residency bounded by registers, shared memory and warps (``ResourceUsage.programs_per_sm``).
+  The report gives t_est / t_measured per configuration: 1.0 means the kernel runs as fast as the
+  chain allows (t₁ is the fastest one-task replay of the precision, whatever its build).
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ from innerloop.engine.tasks import TaskBatch
 from innerloop.kernels.mlp_layout import MLPSpec
 
 WIDTHS, SHOTS, STEPS, INNER_LR = (1, 40, 40, 1), 10, 5, 0.01
-REGISTERS_PER_SM, WARPS_PER_SM, PROGRAMS_PER_SM = 65536, 64, 32
 
 
 def _batch(tasks: int, seed: int) -> TaskBatch:
@@ -84,14 +86,6 @@ def precision_errors(device: torch.device, tasks: int = 64, seed: int = 0) -> di
     return errors
 
 
-def resident_programs(registers: int, num_warps: int) -> int:
-    """Programs one SM holds at once, bounded by registers (allocated per warp in units of 256),
-    warps and blocks per SM (Hopper: 65 536 registers, 64 warps, 32 blocks)."""
-    per_warp = math.ceil(registers * 32 / 256) * 256
-    by_registers = REGISTERS_PER_SM // (per_warp * num_warps)
-    return max(0, min(by_registers, WARPS_PER_SM // num_warps, PROGRAMS_PER_SM))
-
-
 def latency_estimate(single_task_s: float, tasks: int, tasks_per_program: int, resident: int, sms: int) -> float:
     """t₁ · min(T, B) · ⌈⌈B/T⌉ / (SMs · resident)⌉: the dependent-chain floor at batch B (module
     docstring); a program runs its tasks one after another, and never more than B of them."""
@@ -105,9 +99,11 @@ def _median_seconds(fn: Callable[[], object], device: torch.device, repeats: int
 
 
 def sweep(device: torch.device, batches: tuple[int, ...], programs_per_sm: tuple[int, ...],
-          warps: tuple[int, ...], precisions: tuple[str, ...], seed: int = 0) -> list[dict]:
+          warps: tuple[int, ...], precisions: tuple[str, ...], max_registers: tuple[int, ...] = (0,),
+          seed: int = 0) -> list[dict]:
     """Eager and graph-replay medians of the meta-gradient launch for every configuration and B; the
-    grid is min(B, programs_per_sm · SMs) persistent programs (0: one program per task)."""
+    grid is min(B, programs_per_sm · SMs) persistent programs (0: one program per task), each
+    compiled with a register cap per thread from ``max_registers`` (0: none)."""
     from innerloop.kernels import triton_launch
     from innerloop.kernels.triton_resources import resource_usage
 
@@ -117,22 +113,22 @@ def sweep(device: torch.device, batches: tuple[int, ...], programs_per_sm: tuple
     data = {b: _float32(_batch(b, seed), device) for b in batches}
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     rows = []
-    for precision, num_warps in itertools.product(precisions, warps):
-        print(f"  {precision}, {num_warps} warps ...", flush=True)
+    for precision, num_warps, cap in itertools.product(precisions, warps, max_registers):
+        print(f"  {precision}, {num_warps} warps, register cap {cap or 'none'} ...", flush=True)
         usage = resource_usage(spec, "maml_meta_gradient_kernel", SHOTS, STEPS, precision,
-                               capability=_capability(device), num_warps=num_warps)
+                               capability=_capability(device), num_warps=num_warps, max_registers=cap or None)
         for per_sm, tasks in itertools.product(programs_per_sm, batches):
             programs = min(tasks, per_sm * sms) if per_sm else tasks
 
-            def launch(tasks=tasks, programs=programs, num_warps=num_warps, precision=precision):
+            def launch(tasks=tasks, programs=programs, num_warps=num_warps, precision=precision, cap=cap):
                 return triton_launch.meta_gradient(spec, theta, *data[tasks], INNER_LR, STEPS, False, precision,
-                                                   programs=programs, num_warps=num_warps)
+                                                   programs=programs, num_warps=num_warps, max_registers=cap or None)
             rows.append({"precision": precision, "programs_per_sm": per_sm, "programs": programs,
                          "tasks_per_program": math.ceil(tasks / programs), "num_warps": num_warps,
-                         "batch": tasks, "eager_s": _median_seconds(launch, device),
+                         "max_registers": cap or None, "batch": tasks, "eager_s": _median_seconds(launch, device),
                          "graph_s": _median_seconds(cuda_graphed(launch, device), device), "registers": usage.registers,
-                         "stack_bytes": usage.stack_bytes, "resident_programs": resident_programs(
-                             usage.registers, num_warps)})
+                         "stack_bytes": usage.stack_bytes, "resident_programs": usage.programs_per_sm,
+                         "spill_traffic_per_task": usage.per_task["spill_traffic"]})
     return rows
 
 
@@ -170,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--programs-per-sm", type=_ints, default=(1, 4, 0),
                         help="grid caps to sweep, in programs per SM (0: one program per task)")
     parser.add_argument("--warps", type=_ints, default=(4, 8))
+    parser.add_argument("--max-registers", type=_ints, default=(0, 128),
+                        help="register caps per thread to sweep (0: none; 128 at 8 warps: two programs per SM)")
     parser.add_argument("--precisions", default="tf32x3,tf32,ieee")
     parser.add_argument("--name", default=None)
     parser.add_argument("--out", default="bench/results")
@@ -180,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     print("precision against float64 ...", flush=True)
     errors = precision_errors(device)
-    rows = sweep(device, args.batches, args.programs_per_sm, args.warps, tuple(args.precisions.split(",")))
+    rows = sweep(device, args.batches, args.programs_per_sm, args.warps, tuple(args.precisions.split(",")),
+                 args.max_registers)
     singles = add_latency_fractions(rows, sms)
     results = {"machine": {**machine_info(device), "multiprocessors": sms},
                "learner": {"widths": list(WIDTHS), "shots": SHOTS, "queries": SHOTS, "steps": STEPS,

@@ -92,12 +92,18 @@ def _multiprocessors(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+def launch_options(num_warps: int, max_registers: int | None) -> dict[str, int]:
+    """Triton's launch options: warps per program and, when given, ptxas's register cap per thread
+    (``maxnreg``: a lower cap lets an SM hold more programs, at the price of spills)."""
+    return {"num_warps": num_warps} if max_registers is None else {"num_warps": num_warps, "maxnreg": max_registers}
+
+
 def primitives(spec: MLPSpec, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, vector: torch.Tensor | None,
-               with_grad: bool, precision: str, programs: int | None = None,
-               num_warps: int = NUM_WARPS) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+               with_grad: bool, precision: str, programs: int | None = None, num_warps: int = NUM_WARPS,
+               max_registers: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Per-task losses [B], gradients [B, P] (``with_grad``) and H·v [B, P] (``vector`` given).
-    ``programs`` (grid cap; default :func:`max_programs`) and ``num_warps`` are launch choices
-    (``bench/triton_tuning.py`` sweeps them)."""
+    ``programs`` (grid cap; default :func:`max_programs`), ``num_warps`` and ``max_registers``
+    are launch choices (``bench/triton_tuning.py`` sweeps them)."""
     tasks = x.shape[0]
     losses = torch.empty(tasks, device=x.device, dtype=torch.float32)
     grads = torch.empty_like(flat) if with_grad else None
@@ -107,7 +113,7 @@ def primitives(spec: MLPSpec, flat: torch.Tensor, x: torch.Tensor, y: torch.Tens
         flat, x.contiguous(), y.contiguous(), flat if vector is None else vector.contiguous(), losses,
         flat if grads is None else grads, flat if products is None else products, tasks,
         WITH_GRAD=with_grad, WITH_HVP=vector is not None, PRECISION=precision,
-        num_warps=num_warps, **kernel_constants(spec, x.shape[1]),
+        **launch_options(num_warps, max_registers), **kernel_constants(spec, x.shape[1]),
     )
     return losses, grads, products
 
@@ -118,8 +124,8 @@ def _grid(tasks: int, programs: int | None, device: torch.device) -> int:
 
 def meta_gradient(spec: MLPSpec, theta: Params, support_x: torch.Tensor, support_y: torch.Tensor,
                   query_x: torch.Tensor, query_y: torch.Tensor, inner_lr: float, inner_steps: int,
-                  first_order: bool, precision: str, programs: int | None = None,
-                  num_warps: int = NUM_WARPS) -> tuple[torch.Tensor, torch.Tensor]:
+                  first_order: bool, precision: str, programs: int | None = None, num_warps: int = NUM_WARPS,
+                  max_registers: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-task query losses [B] and the mean meta-gradient [P] (flat, engine order) at shared
     parameters ``theta`` (the parameter dict; the kernel reads its six tensors in place).
 
@@ -139,6 +145,6 @@ def meta_gradient(spec: MLPSpec, theta: Params, support_x: torch.Tensor, support
         *(theta[name].contiguous() for name, _, _, _ in _layout(spec)), support_x.contiguous(), support_y.contiguous(),
         query_x.contiguous(), query_y.contiguous(), scratch, partial, losses, tasks, float(inner_lr),
         M=query_x.shape[1], MP=padded(query_x.shape[1]), STEPS=inner_steps, SECOND_ORDER=second_order,
-        PRECISION=precision, num_warps=num_warps, **kernel_constants(spec, support_x.shape[1]),
+        PRECISION=precision, **launch_options(num_warps, max_registers), **kernel_constants(spec, support_x.shape[1]),
     )
     return losses, partial[0] if programs == 1 else partial.sum(dim=0)

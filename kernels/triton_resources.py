@@ -23,7 +23,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from innerloop.kernels.mlp_layout import MLPSpec
-from innerloop.kernels.triton_launch import NUM_WARPS, kernel_constants
+from innerloop.kernels.triton_launch import NUM_WARPS, kernel_constants, launch_options
 from innerloop.kernels.triton_mlp import maml_meta_gradient_kernel, mlp_primitives_kernel, padded
 
 POINTERS = {
@@ -116,9 +116,9 @@ def _signature(kernel: str, constants: dict) -> dict:
 
 
 def resource_usage(spec: MLPSpec, kernel: str, points: int = 10, steps: int = 5, precision: str = "tf32x3",
-                   capability: int = 90, num_warps: int = NUM_WARPS) -> ResourceUsage:
+                   capability: int = 90, num_warps: int = NUM_WARPS, max_registers: int | None = None) -> ResourceUsage:
     """Registers, spill stack, shared memory and per-task instruction counts of ``kernel`` compiled for
-    sm_<capability> (``steps``: the meta-gradient's N)."""
+    sm_<capability> (``steps``: the meta-gradient's N; ``max_registers``: ptxas's cap per thread)."""
     constants = {**kernel_constants(spec, points), "PRECISION": precision}
     if kernel == "mlp_primitives_kernel":
         fn = mlp_primitives_kernel
@@ -127,7 +127,8 @@ def resource_usage(spec: MLPSpec, kernel: str, points: int = 10, steps: int = 5,
         fn = maml_meta_gradient_kernel
         constants.update(M=points, MP=padded(points), STEPS=steps, SECOND_ORDER=True)
     compiled = triton.compile(ASTSource(fn=fn, signature=_signature(kernel, constants), constexprs=constants),
-                              target=GPUTarget("cuda", capability, 32), options={"num_warps": num_warps})
+                              target=GPUTarget("cuda", capability, 32),
+                              options=launch_options(num_warps, max_registers))
     report, sass = _cuobjdump(kernel, compiled.asm["cubin"])
     fields = dict(re.findall(r"(REG|STACK|SHARED):(\d+)", report))
     shared = int(fields["SHARED"]) + compiled.metadata.shared  # static + the dynamic shared memory Triton asks for
@@ -158,16 +159,21 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m innerloop.kernels.triton_resources")
     parser.add_argument("--out", type=Path, help="also write the report to this JSON file")
+    parser.add_argument("--points", type=int, default=10, help="points per task (support and query)")
+    parser.add_argument("--warps", type=int, default=NUM_WARPS, help="warps per program")
+    parser.add_argument("--max-registers", type=int, default=None,
+                        help="ptxas's register cap per thread (default: none, up to 255)")
     args = parser.parse_args(argv)
     reports = []
     for widths, activation in (((1, 40, 40, 1), "relu"), ((64, 64, 64, 64), "tanh")):
         spec = MLPSpec(widths, activation, True, "mse")
         for kernel in POINTERS:
-            usage = resource_usage(spec, kernel)
+            usage = resource_usage(spec, kernel, points=args.points, num_warps=args.warps,
+                                   max_registers=args.max_registers)
             reports.append({"widths": list(widths), "activation": activation, **usage.as_dict()})
     if args.out:
-        document = {"target": "sm_90", "triton": triton.__version__, "points": 10, "steps": 5,
-                    "precision": "tf32x3", "reports": reports}
+        document = {"target": "sm_90", "triton": triton.__version__, "points": args.points, "steps": 5,
+                    "precision": "tf32x3", "max_registers": args.max_registers, "reports": reports}
         atomic_write_text(args.out, json.dumps(document, indent=1) + "\n")
     print(json.dumps(reports))
 

@@ -289,6 +289,24 @@ def test_kernels_compile_for_sm90_within_the_spill_budget():
     assert {r["kernel"] for r in reports} == set(STACK_BUDGET)
 
 
+def test_a_register_cap_reaches_ptxas_and_the_launch():
+    """max_registers is ptxas's maxnreg: the sm_90 build uses at most that many registers per thread
+    (two 8-warp programs per SM at 128), and the launch accepts it (the interpreter ignores it)."""
+    code = ("from innerloop.kernels.triton_resources import resource_usage; from innerloop.kernels.mlp_layout "
+            "import MLPSpec; u = resource_usage(MLPSpec((1, 40, 40, 1), 'relu', True, 'mse'), "
+            "'maml_meta_gradient_kernel', max_registers=128); print(u.registers, u.programs_per_sm)")
+    registers, held = map(int, _without_interpreter(code).split())
+    assert registers <= 128 and held == 2
+    from innerloop.kernels import MLPSpec, triton_launch
+
+    learner, theta, _, _, data = _problem(16, "relu", 3, dims=(1, 1))
+    spec = MLPSpec.of(learner)
+    theta, data = _f32(theta), [_f32(t) for t in data]
+    capped = triton_launch.meta_gradient(spec, theta, *data, 0.1, 2, False, "ieee", max_registers=128)
+    plain = triton_launch.meta_gradient(spec, theta, *data, 0.1, 2, False, "ieee")
+    assert all(torch.allclose(a, b) for a, b in zip(capped, plain))
+
+
 SASS = """
         /*0000*/                   MOV R1, c[0x0][0x28] ;
         /*0010*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
@@ -302,6 +320,21 @@ SASS = """
         /*0090*/                   EXIT ;
         /*00a0*/                   BRA 0xa0 ;
 """
+
+
+def test_programs_per_sm_is_the_tightest_of_registers_shared_memory_and_warps():
+    from innerloop.kernels.triton_resources import ResourceUsage
+
+    def held(registers, warps, shared):
+        return ResourceUsage("k", registers, 0, shared, warps).programs_per_sm
+
+    # sm_90: 65 536 registers per SM in 256-register warp allocations, 228 KB shared (1 KB reserved
+    # per program), 64 warps, 32 programs
+    assert held(255, 8, 50176) == 1  # 8 warps x 8192 registers fill the register file
+    assert held(128, 8, 50176) == 2  # the cap 128 halves it: two programs
+    assert held(128, 4, 50176) == 4  # 4 warps: four by registers, four by shared memory (4 x 49 KB)
+    assert held(64, 4, 135168) == 1  # shared memory first
+    assert held(16, 1, 0) == 32 and held(16, 16, 0) == 4  # the program and the warp limits
 
 
 def test_per_task_counts_weight_each_inner_loop_by_the_steps():
