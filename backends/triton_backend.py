@@ -7,10 +7,11 @@ every ``tl.dot``, on a persistent grid of at most ``programs`` Triton programs (
 ``loss`` and ``loss_and_grad`` are ``torch.autograd.Function``s — their backward
 passes are the kernel's gradient and Hessian-vector product — so autograd sees ordinary ops.
 
-``cuda_graphs=True`` runs ``meta_gradient`` as the replay of a CUDA graph captured once per call
-signature (:class:`.cuda_graphs.GraphCache`): at small B an eager call then costs the host a copy
-of θ and the data, a replay and two clones instead of the Python and Triton launcher around the
-kernel (see the README for what has been measured).
+``cuda_graphs=True`` runs ``meta_gradient``, ``loss``, ``loss_and_grad`` and ``hvp`` as replays of
+CUDA graphs captured once per call signature (:class:`.cuda_graphs.GraphCache`): at small B an
+eager call then costs the host a copy of θ and the data, a replay and clones of the outputs
+instead of the Python and Triton launcher around the kernel (see the README for what has been
+measured).
 
 Inputs are checked before every launch (:mod:`.mlp_inputs`): the kernels read raw pointers,
 where a wrong shape, dtype or device would give wrong numbers instead of an error.
@@ -52,13 +53,6 @@ def _kernels():
     return triton_launch
 
 
-def _primitives(spec: MLPSpec, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, vector: torch.Tensor | None,
-                with_grad: bool, precision: str, programs: int | None):
-    """:func:`triton_launch.primitives`, with the GPU's on-chip limits as a clear error."""
-    with _on_chip_limits(spec, f"{x.shape[1]} points"):
-        return _kernels().primitives(spec, flat, x, y, vector, with_grad, precision, programs)
-
-
 @contextmanager
 def _on_chip_limits(spec: MLPSpec, task_size: str):
     """Triton's OutOfResources at launch (a program needs more shared memory than the GPU has)
@@ -84,11 +78,12 @@ def _plan(learner: LearnerLike) -> tuple[MLPSpec | None, str | None]:
 
 
 class _TritonLoss(torch.autograd.Function):
-    """Per-task losses L_b(θ_b); backward: grad_output_b·∇L_b (the kernel's gradient)."""
+    """Per-task losses L_b(θ_b); backward: grad_output_b·∇L_b (the kernel's gradient). ``backend``
+    launches the kernels (:meth:`TritonBackend._primitives`)."""
 
     @staticmethod
-    def forward(ctx, flat, x, y, spec, launch):
-        losses, grads, _ = _primitives(spec, flat, x, y, None, True, *launch)
+    def forward(ctx, flat, x, y, spec, backend):
+        losses, grads, _ = backend._primitives(spec, flat, x, y, None, True)
         ctx.save_for_backward(grads)
         return losses
 
@@ -99,13 +94,14 @@ class _TritonLoss(torch.autograd.Function):
 
 
 class _TritonLossAndGrad(torch.autograd.Function):
-    """(L_b, ∇L_b); backward: grad_L_b·∇L_b + ∇²L_b·grad_∇_b (the kernel's HVP)."""
+    """(L_b, ∇L_b); backward: grad_L_b·∇L_b + ∇²L_b·grad_∇_b (the kernel's HVP, launched directly:
+    a backward pass is no place to capture a CUDA graph)."""
 
     @staticmethod
-    def forward(ctx, flat, x, y, spec, launch):
-        losses, grads, _ = _primitives(spec, flat, x, y, None, True, *launch)
+    def forward(ctx, flat, x, y, spec, backend):
+        losses, grads, _ = backend._primitives(spec, flat, x, y, None, True)
         ctx.save_for_backward(flat, x, y, grads)
-        ctx.spec, ctx.launch = spec, launch
+        ctx.spec, ctx.backend = spec, backend
         return losses, grads
 
     @staticmethod
@@ -115,7 +111,8 @@ class _TritonLossAndGrad(torch.autograd.Function):
         if grad_losses is not None:
             total = total + grad_losses[:, None] * grads
         if grad_grads is not None:
-            _, _, products = _primitives(ctx.spec, flat, x, y, grad_grads.contiguous(), False, *ctx.launch)
+            _, _, products = ctx.backend._primitives(ctx.spec, flat, x, y, grad_grads.contiguous(), False,
+                                                     graphed=False)
             total = total + products
         return total, None, None, None, None
 
@@ -184,6 +181,25 @@ class TritonBackend(Backend):
         """The kernels' launch choices after the problem arguments: precision, grid cap (None: default)."""
         return self.precision, self.programs
 
+    def _primitives(self, spec: MLPSpec, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                    vector: torch.Tensor | None, with_grad: bool, graphed: bool = True
+                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """:func:`triton_launch.primitives` with this backend's launch choices — replayed from a CUDA
+        graph per call signature with ``cuda_graphs`` (and ``graphed``) — and the GPU's on-chip
+        limits as a clear error."""
+        with _on_chip_limits(spec, f"{x.shape[1]} points"):
+            if self._graphs is None or not graphed:
+                return _kernels().primitives(spec, flat, x, y, vector, with_grad, *self._launch)
+            inputs = [flat, x, y] if vector is None else [flat, x, y, vector]
+
+            def launch(static: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+                results = _kernels().primitives(spec, *static[:3], static[3] if vector is not None else None,
+                                                with_grad, *self._launch)
+                return tuple(result for result in results if result is not None)
+
+            outputs = iter(self._graphs(("primitives", spec, *(t.shape for t in inputs), with_grad), launch, inputs))
+            return next(outputs), next(outputs) if with_grad else None, next(outputs) if vector is not None else None
+
     def _pack(self, spec: MLPSpec, params: Params, tasks: int) -> torch.Tensor:
         return _kernels().pack(spec, params, tasks)
 
@@ -193,7 +209,7 @@ class TritonBackend(Backend):
         if spec is None:
             return self.delegate.loss(learner, params, x, y)
         check_primitive_inputs(spec, params, x, y, device=self.device)
-        return _TritonLoss.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self._launch)
+        return _TritonLoss.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self)
 
     def loss_and_grad(
         self, learner: LearnerLike, params: Params, x: torch.Tensor, y: torch.Tensor
@@ -203,7 +219,7 @@ class TritonBackend(Backend):
         if spec is None:
             return self.delegate.loss_and_grad(learner, params, x, y)
         check_primitive_inputs(spec, params, x, y, device=self.device)
-        losses, grads = _TritonLossAndGrad.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self._launch)
+        losses, grads = _TritonLossAndGrad.apply(self._pack(spec, params, x.shape[0]), x, y, spec, self)
         return losses, _kernels().unpack(spec, grads)
 
     def hvp(
@@ -215,8 +231,8 @@ class TritonBackend(Backend):
             return self.delegate.hvp(learner, params, x, y, vector)
         check_primitive_inputs(spec, params, x, y, vector, self.device)
         tasks = x.shape[0]
-        _, _, products = _primitives(spec, self._pack(spec, params, tasks), x, y,
-                                               self._pack(spec, vector, tasks), False, *self._launch)
+        _, _, products = self._primitives(spec, self._pack(spec, params, tasks), x, y,
+                                          self._pack(spec, vector, tasks), False)
         return _kernels().unpack(spec, products)
 
     def meta_gradient(
@@ -253,7 +269,7 @@ class TritonBackend(Backend):
             return _kernels().meta_gradient(spec, theta, *static[len(names):], inner_lr, inner_steps, first_order,
                                             *self._launch)
 
-        key = (spec, *(t.shape for t in data), inner_lr, inner_steps, first_order)
+        key = ("meta_gradient", spec, *(t.shape for t in data), inner_lr, inner_steps, first_order)
         return self._graphs(key, launch, [*(params[name] for name in names), *data])
 
     def __repr__(self) -> str:

@@ -217,14 +217,45 @@ def test_graphed_meta_gradient_replays_one_capture_on_each_calls_values():
     assert backend._graphs.captures == 3
 
 
+def test_graphed_primitives_replay_one_capture_per_signature(oracle):
+    """cuda_graphs=True also replays loss/loss_and_grad (one graph: the same launch) and hvp; the
+    backward of loss_and_grad's gradient launches its HVP directly. CPU stand-in for the graphs."""
+    backend = il.backends.get("triton", programs=2)
+    backend._graphs = GraphCache(backend.device, capture=replay_by_rerunning)
+    plain = il.backends.get("triton", programs=2)
+    outputs = []
+    for seed in (0, 1, 2):
+        learner, _, params, vector, (x, y, _, _) = _problem(16, "relu", 3, seed=seed)
+        params, vector, x, y = _f32(params), _f32(vector), _f32(x), _f32(y)
+        outputs.append([(b.loss(learner, params, x, y), b.loss_and_grad(learner, params, x, y)[1],
+                         b.hvp(learner, params, x, y, vector)) for b in (backend, plain)])
+    assert backend._graphs.captures == 2
+    for (losses, grads, hvp), (plain_losses, plain_grads, plain_hvp) in outputs:
+        assert torch.equal(losses, plain_losses)
+        assert all(torch.equal(grads[k], plain_grads[k]) and torch.equal(hvp[k], plain_hvp[k]) for k in grads)
+    learner, _, params, vector, (x, y, _, _) = _problem(16, "relu", 3, seed=2)  # float64, for the oracle
+    leaves = {k: v.requires_grad_(True) for k, v in _f32(params).items()}
+    _, g = backend.loss_and_grad(learner, leaves, _f32(x), _f32(y))
+    hv = torch.autograd.grad(sum((g[k] * _f32(vector[k])).sum() for k in g), list(leaves.values()))
+    assert _rel(dict(zip(leaves, hv)), oracle.hvp(learner, params, x, y, vector)) < TOL
+    assert backend._graphs.captures == 2
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_gpu_cuda_graphed_meta_gradient_equals_the_eager_launch():
+def test_gpu_cuda_graphed_calls_equal_the_eager_launches():
     results, _ = _graphed_and_plain(il.backends.get("triton", cuda_graphs=True), il.backends.get("triton"),
                                     40, "relu", 64, 5)
     for (losses, grad), (plain_losses, plain_grad) in results:
         assert torch.allclose(losses, plain_losses, rtol=1e-6)
         assert _rel(grad, {k: v.double().cpu() for k, v in plain_grad.items()}) < 1e-6
+    graphed, plain = il.backends.get("triton", cuda_graphs=True), il.backends.get("triton")
+    products = []
+    for seed in (0, 1):
+        learner, _, params, vector, (x, y, _, _) = _problem(40, "tanh", 64, seed=seed)
+        products.append([b.hvp(learner, _f32(params), _f32(x), _f32(y), _f32(vector)) for b in (graphed, plain)])
+    for hvp, plain_hvp in products:
+        assert _rel(hvp, {k: v.double().cpu() for k, v in plain_hvp.items()}) < 1e-6
 
 
 def test_bad_options_and_missing_hardware_are_clear_errors(monkeypatch):
