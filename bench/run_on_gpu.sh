@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the Triton issue measures on a lent GPU, in one call (issue 6): the triton tests
 # compiled on the device (gpu-marked ones included), `innerloop bench` against eager and
-# CUDA-graphed torch.func, and the precision / launch-tuning sweep of the fused meta-gradient.
+# CUDA-graphed torch.func, the precision / launch-tuning sweep of the fused meta-gradient, and a
+# markdown summary of both against the issue's targets (gpu-summary.md).
 #   bash bench/run_on_gpu.sh OUT_DIR        (repository root; python3 with torch + triton)
 # Each step has its own time limit so that one slow step cannot starve the others (the bench one
 # allows for its fresh process, CUDA context and cached Triton kernels per case). Images without
@@ -27,3 +28,6 @@ timeout "${BENCH_LIMIT:-300}" python3 -m innerloop bench --device cuda --quiet -
 timeout "${TUNE_LIMIT:-300}" python3 -m innerloop.bench.triton_tuning --name gpu-triton-tuning --out "$out" \
   --precisions "${TUNE_PRECISIONS:-tf32x3,tf32,ieee}" --programs-per-sm "${TUNE_GRID:-1,4,0}" \
   --warps "${TUNE_WARPS:-4,8}" --max-registers "${TUNE_REGISTERS:-0,128}"
+# The README's tables and the issue's targets from the two JSON files (the tuning one if it finished)
+tuning="$out/gpu-triton-tuning.json"; [ -f "$tuning" ] || tuning=""
+python3 -m innerloop.bench.gpu_report "$out/gpu-sinusoid.json" $tuning | tee "$out/gpu-summary.md"

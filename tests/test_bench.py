@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -154,3 +157,19 @@ def test_training_loop_bench_writes_both_rates(tmp_path, capsys):
     with pytest.raises(SystemExit):
         training_loop.main(["--batch", "0"])
     assert "--batch and --iterations must be >= 1" in capsys.readouterr().err
+
+
+def test_gpu_report_reads_the_recorded_h100_run():
+    """The summary of bench/results' H100 run states the README's numbers and verdicts."""
+    from innerloop.bench.gpu_report import main
+
+    results = Path(__file__).resolve().parents[1] / "bench" / "results"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main([str(results / "h100-sinusoid.json"), str(results / "h100-triton-tuning-launch.json")])
+    text = out.getvalue()
+    assert "| 1 | 25.094 ms | 0.881 ms | 0.280 ms (90×, 3.1× graphed) | 0.087 ms (290×, 10.2× graphed) |" in text
+    assert "`triton` at B = 1024: 2.5× the CUDA-graphed idiom (target ≥ 10×: not met)" in text
+    assert "`triton+graph` at B ≤ 64: 290× at B = 1, 257× at B = 64 the eager idiom (target ≥ 100×: **met**)" in text
+    assert "`triton` at B = 1024: 34× the eager idiom (target ≥ 30×: **met**), 702 µs (target ≤ 150 µs: not" in text
+    assert "B = 1024, tf32x3: fastest 823 µs replayed" in text and "1.06 of the latency bound" in text
