@@ -249,19 +249,17 @@ class TritonBackend(Backend):
         check_meta_gradient_inputs(spec, params, support_x, support_y, query_x, query_y, inner_steps,
                                    self.device)
         with _on_chip_limits(spec, f"{support_x.shape[1]} support and {query_x.shape[1]} query points"):
-            if self._graphs is None:
-                losses, grad = _kernels().meta_gradient(spec, params, support_x, support_y, query_x, query_y,
-                                                        inner_lr, inner_steps, first_order, *self._launch)
-            else:
-                losses, grad = self._graphed_meta_gradient(spec, params, (support_x, support_y, query_x, query_y),
-                                                           float(inner_lr), int(inner_steps), bool(first_order))
+            losses, grad = self._meta_gradient(spec, params, (support_x, support_y, query_x, query_y),
+                                               float(inner_lr), int(inner_steps), bool(first_order))
         return losses, _kernels().unpack(spec, grad)
 
-    def _graphed_meta_gradient(self, spec: MLPSpec, params: Params, data: tuple[torch.Tensor, ...], inner_lr: float,
-                               inner_steps: int, first_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """The fused meta-gradient as the replay of a CUDA graph captured once per call signature
-        (learner, data shapes, α, N, order): each call copies θ and the data into the graph's
-        static buffers and replays; the host's cost is that copy, the replay and two clones."""
+    def _meta_gradient(self, spec: MLPSpec, params: Params, data: tuple[torch.Tensor, ...], inner_lr: float,
+                       inner_steps: int, first_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`triton_launch.meta_gradient` with this backend's launch choices — with
+        ``cuda_graphs``, the replay of a CUDA graph captured once per call signature (learner, data
+        shapes, α, N, order), each call copying θ and the data into its static buffers."""
+        if self._graphs is None:
+            return _kernels().meta_gradient(spec, params, *data, inner_lr, inner_steps, first_order, *self._launch)
         names = spec.names()
 
         def launch(static: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
