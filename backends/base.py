@@ -33,13 +33,36 @@ from typing import Any, Protocol
 
 import torch
 
-from innerloop.engine.errors import CapabilityError, ConfigError
+from innerloop.engine.errors import CapabilityError, ConfigError, ShapeError
 
 CAPABILITIES: tuple[str, ...] = (
     "loss", "loss_and_grad", "hvp", "autograd", "local_update", "sample", "meta_gradient",
 )
 
 Params = dict[str, torch.Tensor]
+
+
+def check_task_axes(params: Params, x: torch.Tensor, y: torch.Tensor, vector: Params | None = None) -> None:
+    """Raise ShapeError unless the inputs follow the batched-primitive protocol: ``x`` and ``y``
+    share their task and point axes [B, K, ...] with K ≥ 1, and every parameter (and HVP direction,
+    with the parameters' names) has the leading task axis B. Shapes only: no device sync."""
+    if x.ndim < 2 or y.ndim < 2 or x.shape[:2] != y.shape[:2]:
+        raise ShapeError(f"x has shape {tuple(x.shape)} and y {tuple(y.shape)}: the primitives take both as "
+                         "[tasks, points, ...] with the same tasks and points",
+                         "give one target per input point, with a task axis in front (x.unsqueeze(0))")
+    tasks = x.shape[0]
+    if x.shape[1] == 0:
+        raise ShapeError(f"x has shape {tuple(x.shape)}: a loss needs at least one point per task",
+                         "sample at least one point per task")
+    if vector is not None and set(vector) != set(params):
+        raise ShapeError(f"the direction has entries {sorted(vector)} but the parameters {sorted(params)}",
+                         "give the direction the parameters' names and shapes")
+    for what, tensors in (("parameter", params), ("direction", vector or {})):
+        for name, tensor in tensors.items():
+            if tensor.ndim == 0 or tensor.shape[0] != tasks:
+                raise ShapeError(f"{what} '{name}' has shape {tuple(tensor.shape)}; the primitives take one row "
+                                 f"per task (a leading axis of {tasks})",
+                                 "give every task its row (innerloop.engine.params.expand_to_tasks(params, tasks))")
 
 
 class LearnerLike(Protocol):

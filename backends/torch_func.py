@@ -27,7 +27,7 @@ from functools import lru_cache
 import torch
 from torch.func import grad, grad_and_value, jvp, vmap
 
-from innerloop.backends.base import Backend, LearnerLike, Params
+from innerloop.backends.base import Backend, LearnerLike, Params, check_task_axes
 from innerloop.backends.mlp_inputs import check_meta_gradient_inputs, check_primitive_inputs
 from innerloop.engine.errors import BackendUnavailableError, ConfigError
 from innerloop.kernels.fused_maml import maml_meta_gradient
@@ -124,6 +124,7 @@ class TorchFuncBackend(Backend):
         if spec is not None:
             check_primitive_inputs(spec, params, x, y)
             return mlp_loss(spec, params, x, y)
+        check_task_axes(params, x, y)
         return vmap(learner.task_loss)(params, x, y)
 
     def loss_and_grad(
@@ -134,6 +135,7 @@ class TorchFuncBackend(Backend):
         if spec is not None:
             check_primitive_inputs(spec, params, x, y)
             return mlp_loss_and_grad(spec, params, x, y)
+        check_task_axes(params, x, y)
         grads, losses = vmap(grad_and_value(learner.task_loss))(params, x, y)
         return losses, grads
 
@@ -145,6 +147,7 @@ class TorchFuncBackend(Backend):
         if spec is not None:
             check_primitive_inputs(spec, params, x, y, vector)
             return mlp_hvp(spec, params, x, y, vector)
+        check_task_axes(params, x, y, vector)
 
         def task_hvp(p: Params, xb: torch.Tensor, yb: torch.Tensor, v: Params) -> Params:
             return jvp(lambda q: grad(learner.task_loss)(q, xb, yb), (p,), (v,))[1]

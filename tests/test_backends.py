@@ -35,15 +35,31 @@ def test_loss_and_grad_match_autograd(cpu64):
     assert torch.allclose(cpu64.loss(learner, params, batch.support_x, batch.support_y), losses, rtol=1e-14)
 
 def test_targets_that_would_broadcast_or_hold_no_point_are_clear_errors():
-    """The torch.func path's per-task MSE refuses a target [K] against predictions [K, 1] (a
-    broadcast to [K, K] would be a wrong loss, not an error) and an empty point set (a NaN)."""
+    """The torch.func path refuses a target [K] against predictions [K, 1] (a broadcast to [K, K]
+    would be a wrong loss, not an error) and an empty point set (a NaN)."""
     _, learner, batch, params = _setup()
     oracle = il.backends.get("cpu", dtype=torch.float64, fused=False)
     x, y = batch.support_x, batch.support_y
     with pytest.raises(il.ShapeError, match=r"mse targets have shape \(8,\) but the predictions \(8, 1\)"):
         oracle.loss(learner, params, x, y[..., 0])
-    with pytest.raises(il.ShapeError, match="zero points"):
+    with pytest.raises(il.ShapeError, match="at least one point per task"):
         oracle.loss_and_grad(learner, params, x[:, :0], y[:, :0])
+    with pytest.raises(il.ShapeError, match="zero points"):  # the per-task loss itself, called directly
+        learner.task_loss({k: v[0] for k, v in params.items()}, x[0, :0], y[0, :0])
+
+
+def test_the_torch_func_path_names_a_tensor_without_the_task_axis():
+    """Primitives take [B, K, ...] data and one parameter row per task; a tensor that breaks this
+    is named (vmap's own error lists sizes, not tensors)."""
+    _, learner, batch, params = _setup()
+    oracle = il.backends.get("cpu", dtype=torch.float64, fused=False)
+    x, y = batch.support_x, batch.support_y
+    with pytest.raises(il.ShapeError, match=r"x has shape \(3, 8, 1\) and y \(2, 8, 1\)"):
+        oracle.loss(learner, params, x, y[:2])
+    with pytest.raises(il.ShapeError, match=r"parameter 'layer0.weight' has shape \(10, 1\); .* leading axis of 3"):
+        oracle.loss_and_grad(learner, {**params, "layer0.weight": params["layer0.weight"][0]}, x, y)
+    with pytest.raises(il.ShapeError, match=r"the direction has entries"):
+        oracle.hvp(learner, params, x, y, {k: v for k, v in params.items() if k != "layer1.bias"})
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "gelu", "silu"])
