@@ -3,7 +3,9 @@
 Primitives ``loss``, ``loss_and_grad`` and ``hvp`` and the fused ``meta_gradient`` run the kernels
 of :mod:`innerloop.kernels.triton_mlp` for MLPs with two hidden layers (ReLU or tanh, MSE, widths
 ≤ 64), in float32 with ``precision`` ∈ {"tf32x3" (default, fp32-accurate), "tf32", "ieee"} for
-every ``tl.dot``, on a persistent grid of at most ``programs`` Triton programs (default: 4 per SM).
+every ``tl.dot``, on a persistent grid of at most ``programs`` Triton programs (default: 4 per SM)
+of ``num_warps`` warps (default 8), optionally compiled with ptxas's register cap ``max_registers``
+per thread (a lower cap lets an SM hold more programs, at the price of spills).
 ``loss`` and ``loss_and_grad`` are ``torch.autograd.Function``s — their backward
 passes are the kernel's gradient and Hessian-vector product — so autograd sees ordinary ops.
 
@@ -44,6 +46,7 @@ from innerloop.kernels.mlp_layout import MLPSpec
 
 LOG = logging.getLogger("innerloop.backends.triton")
 PRECISIONS = ("tf32x3", "tf32", "ieee")
+WARPS = (1, 2, 4, 8, 16, 32)
 
 
 def _kernels():
@@ -131,6 +134,8 @@ class TritonBackend(Backend):
         programs: int | None = None,
         capabilities: Iterable[str] | str | None = None,
         cuda_graphs: bool = False,
+        num_warps: int | None = None,
+        max_registers: int | None = None,
     ) -> None:
         super().__init__(capabilities)
         if parse_dtype(dtype) != torch.float32:
@@ -143,7 +148,15 @@ class TritonBackend(Backend):
         if programs is not None and (int(programs) != programs or programs < 1):
             raise ConfigError(f"programs must be a whole number >= 1, got {programs}",
                               "leave it unset for the default (4 programs per SM)")
+        if num_warps is not None and num_warps not in WARPS:
+            raise ConfigError(f"num_warps must be one of {', '.join(map(str, WARPS))} (Triton's warps per program), "
+                              f"got {num_warps}", "leave it unset for the default (8 warps)")
+        if max_registers is not None and (int(max_registers) != max_registers or not 1 <= max_registers <= 255):
+            raise ConfigError(f"max_registers must be a whole number from 1 to 255 (ptxas's register cap per thread; "
+                              f"255 is the hardware's limit), got {max_registers}",
+                              "leave it unset for no cap, or try 128 (two 8-warp programs per SM)")
         self.dtype, self.precision, self.programs = torch.float32, precision, programs
+        self.num_warps, self.max_registers = num_warps, max_registers
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if cuda_graphs and self.device.type != "cuda":
             raise ConfigError("cuda_graphs=True needs a CUDA GPU (Triton's CPU interpreter has no graphs)",
@@ -177,9 +190,10 @@ class TritonBackend(Backend):
         return spec
 
     @property
-    def _launch(self) -> tuple[str, int]:
-        """The kernels' launch choices after the problem arguments: precision, grid cap (None: default)."""
-        return self.precision, self.programs
+    def _launch(self) -> tuple[str, int | None, int | None, int | None]:
+        """The kernels' launch choices after the problem arguments: precision, grid cap, warps per
+        program, register cap per thread (None: the kernels' defaults)."""
+        return self.precision, self.programs, self.num_warps, self.max_registers
 
     def _primitives(self, spec: MLPSpec, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                     vector: torch.Tensor | None, with_grad: bool, graphed: bool = True
@@ -272,4 +286,6 @@ class TritonBackend(Backend):
 
     def __repr__(self) -> str:
         graphs = " cuda_graphs" if self.cuda_graphs else ""
-        return f"{super().__repr__()[:-1]} precision={self.precision} programs={self.programs or 'default'}{graphs}>"
+        launch = f"programs={self.programs or 'default'} num_warps={self.num_warps or 'default'}"
+        cap = f" max_registers={self.max_registers}" if self.max_registers else ""
+        return f"{super().__repr__()[:-1]} precision={self.precision} {launch}{cap}{graphs}>"

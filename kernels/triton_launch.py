@@ -92,14 +92,15 @@ def _multiprocessors(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def launch_options(num_warps: int, max_registers: int | None) -> dict[str, int]:
-    """Triton's launch options: warps per program and, when given, ptxas's register cap per thread
-    (``maxnreg``: a lower cap lets an SM hold more programs, at the price of spills)."""
-    return {"num_warps": num_warps} if max_registers is None else {"num_warps": num_warps, "maxnreg": max_registers}
+def launch_options(num_warps: int | None, max_registers: int | None) -> dict[str, int]:
+    """Triton's launch options: warps per program (None: NUM_WARPS) and, when given, ptxas's register
+    cap per thread (``maxnreg``: a lower cap lets an SM hold more programs, at the price of spills)."""
+    options = {"num_warps": NUM_WARPS if num_warps is None else num_warps}
+    return options if max_registers is None else {**options, "maxnreg": max_registers}
 
 
 def primitives(spec: MLPSpec, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, vector: torch.Tensor | None,
-               with_grad: bool, precision: str, programs: int | None = None, num_warps: int = NUM_WARPS,
+               with_grad: bool, precision: str, programs: int | None = None, num_warps: int | None = None,
                max_registers: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Per-task losses [B], gradients [B, P] (``with_grad``) and H·v [B, P] (``vector`` given).
     ``programs`` (grid cap; default :func:`max_programs`), ``num_warps`` and ``max_registers``
@@ -124,7 +125,7 @@ def _grid(tasks: int, programs: int | None, device: torch.device) -> int:
 
 def meta_gradient(spec: MLPSpec, theta: Params, support_x: torch.Tensor, support_y: torch.Tensor,
                   query_x: torch.Tensor, query_y: torch.Tensor, inner_lr: float, inner_steps: int,
-                  first_order: bool, precision: str, programs: int | None = None, num_warps: int = NUM_WARPS,
+                  first_order: bool, precision: str, programs: int | None = None, num_warps: int | None = None,
                   max_registers: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-task query losses [B] and the mean meta-gradient [P] (flat, engine order) at shared
     parameters ``theta`` (the parameter dict; the kernel reads its six tensors in place).

@@ -275,6 +275,44 @@ def test_bad_options_and_missing_hardware_are_clear_errors(monkeypatch):
     assert not il.backends.describe("triton").available
 
 
+@pytest.mark.parametrize("options,message", [
+    (dict(num_warps=3), "num_warps must be one of 1, 2, 4, 8, 16, 32"),
+    (dict(max_registers=0), "max_registers must be a whole number from 1 to 255"),
+    (dict(max_registers=256), "255 is the hardware's limit"),
+    (dict(max_registers=12.5), "max_registers must be a whole number"),
+])
+def test_bad_launch_options_are_clear_errors(options, message):
+    with pytest.raises(il.ConfigError, match=message):
+        il.backends.get("triton", **options)
+
+
+def test_warps_and_register_cap_reach_every_launch(oracle, monkeypatch):
+    """num_warps and max_registers go to the meta-gradient, the primitives and the HVP inside
+    autograd's backward (the interpreter ignores them: the numbers equal the default launch's)."""
+    from innerloop.kernels import triton_launch
+
+    seen = []
+    options = triton_launch.launch_options
+    monkeypatch.setattr(triton_launch, "launch_options", lambda *args: seen.append(args) or options(*args))
+    tuned = il.backends.get("triton", programs=2, num_warps=4, max_registers=128)
+    plain = il.backends.get("triton", programs=2)
+    assert "num_warps=4 max_registers=128" in repr(tuned)
+    learner, theta, params64, vector64, data64 = _problem(16, "tanh", 3)
+    theta, params, vector, data = _f32(theta), _f32(params64), _f32(vector64), [_f32(t) for t in data64]
+    results, launches = [], []
+    for backend in (tuned, plain):
+        seen.clear()
+        leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+        _, grads = backend.loss_and_grad(learner, leaves, *data[:2])
+        hv = torch.autograd.grad(sum((grads[k] * vector[k]).sum() for k in grads), list(leaves.values()))
+        results.append((backend.meta_gradient(learner, theta, *data, 0.1, 2)[1], dict(zip(leaves, hv))))
+        launches.append(list(seen))
+    assert launches == [[(4, 128)] * 3, [(None, None)] * 3]
+    for tuned_result, plain_result in zip(*results):
+        assert all(torch.equal(tuned_result[k], plain_result[k]) for k in tuned_result)
+    assert _rel(results[0][1], oracle.hvp(learner, params64, *data64[:2], vector64)) < TOL
+
+
 @pytest.mark.parametrize("algo", ["maml", "fomaml", "reptile", "imaml"])
 def test_train_runs_on_the_triton_backend(tmp_path, algo):
     code = main(["train", "--algo", algo, "--task", "sinusoid", "--backend", "triton", "--iters", "2",
