@@ -149,6 +149,19 @@ class Backend:
         pass of seed 000 eq. 2.5 (skipped when ``first_order``, eq. 3.1)."""
         raise CapabilityError(f"backend '{self.name}' does not implement 'meta_gradient'")
 
+    # -- random draws (substrates with noise, e.g. measurement shots) --------------------------
+    def random_state(self) -> dict[str, Any]:
+        """The state of every random draw the backend makes (shot noise, estimator draws), which a
+        checkpoint saves so that a resumed run draws what an uninterrupted one would; {} for
+        deterministic backends."""
+        return {}
+
+    def set_random_state(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`random_state`."""
+
+    def reseed(self, seed: int) -> None:
+        """Restart the backend's random draws from ``seed`` (held-out evaluation draws from a fixed one)."""
+
     @classmethod
     def unavailable_reason(cls, **options: Any) -> str | None:
         """Why this backend cannot run here with ``options`` (None when it can)."""

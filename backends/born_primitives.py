@@ -27,6 +27,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pennylane as qml
 import scipy.sparse
 import torch
@@ -62,10 +63,10 @@ class BornPrimitives:
     """Loss, gradient and HVP of the free energy of one :class:`BornMachine` on one device."""
 
     def __init__(self, model: BornMachine, device_name: str, diff_method: str, shots: int | None,
-                 generator: torch.Generator, executions: Executions, seed: int) -> None:
+                 generator: torch.Generator, executions: Executions, shot_rng: np.random.Generator) -> None:
         self.model, self.diff_method, self.shots = model, diff_method, shots
         self.generator, self.executions = generator, executions
-        device = qml.device(device_name, wires=model.qubits, **({"seed": seed} if shots else {}))
+        device = qml.device(device_name, wires=model.qubits, **({"seed": shot_rng} if shots else {}))
         if shots:
             self._sample = qml.set_shots(qml.QNode(model.sample_circuit, device, interface="torch"), shots=shots)
         self._probs = qml.QNode(model.probability_circuit, device, interface="torch",

@@ -15,15 +15,19 @@ Options: ``device`` (any PennyLane device name, e.g. "default.qubit", "lightning
   call; with ``shots`` each expectation is a sample mean (first order only).
 
 Every mode offers ``loss`` (ES-MAML needs only that). Task batches run as one broadcast circuit
-over (task, point) pairs. ``seed`` fixes the shot noise and the classifier KL estimator's draws;
-``executions`` counts circuit executions and shots spent by the Born-machine primitives.
+over (task, point) pairs. ``seed`` fixes the shot noise (one NumPy generator shared by the
+backend's devices) and the classifier KL estimator's draws; :meth:`QuantumBackend.random_state`
+is what a run's checkpoint keeps of them, so a resumed shot-based run draws what an uninterrupted
+one would. ``executions`` counts circuit executions and shots spent by the Born-machine primitives.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
+import numpy as np
 import pennylane as qml
 import torch
 
@@ -67,9 +71,24 @@ class QuantumBackend(Backend):
         self.dtype, self.device = parse_dtype(dtype), torch.device("cpu")
         self.device_name, self.diff_method, self.shots = device, diff_method, shots
         self.seed, self.generator = int(seed), torch.Generator().manual_seed(int(seed))
+        # one NumPy generator draws the shot noise of every device of this backend (a PennyLane
+        # device keeps the Generator it is given), so its state is the backend's to save and restore
+        self.shot_rng = np.random.default_rng(self.seed)
         self.executions = Executions()
         self._qnodes: dict[int, qml.QNode] = {}
         self._born: dict[int, BornPrimitives] = {}
+
+    def random_state(self) -> dict[str, Any]:
+        """Shot noise (NumPy) and the classifier KL estimator's draws (torch)."""
+        return {"shots": self.shot_rng.bit_generator.state, "estimator": self.generator.get_state()}
+
+    def set_random_state(self, state: dict[str, Any]) -> None:
+        self.shot_rng.bit_generator.state = state["shots"]
+        self.generator.set_state(state["estimator"])
+
+    def reseed(self, seed: int) -> None:
+        self.shot_rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+        self.generator.manual_seed(seed)
 
     def enable_hint(self, capability: str) -> str:
         return "--backend-option diff_method=backprop (exact simulator, no shots)" if capability == "hvp" else ""
@@ -87,13 +106,13 @@ class QuantumBackend(Backend):
         key = id(model)
         if key not in self._born:
             self._born[key] = BornPrimitives(model, self.device_name, self.diff_method, self.shots, self.generator,
-                                             self.executions, self.seed)
+                                             self.executions, self.shot_rng)
         return self._born[key]
 
     def _qnode(self, model: ReuploadingPQC) -> qml.QNode:
         key = id(model)
         if key not in self._qnodes:
-            device = qml.device(self.device_name, wires=model.qubits)
+            device = qml.device(self.device_name, wires=model.qubits, **({"seed": self.shot_rng} if self.shots else {}))
             method = None if self.diff_method == "parameter-shift" else self.diff_method  # our shift rule
             node = qml.QNode(model.circuit, device, interface="torch", diff_method=method)
             self._qnodes[key] = qml.set_shots(node, shots=self.shots) if self.shots else node

@@ -5,8 +5,12 @@ The trainer builds everything from a :class:`TrainConfig`, writes a run director
 fixed held-out batch every ``eval_every`` iterations, and checkpoints atomically every
 ``checkpoint_every``. A non-finite loss, gradient or parameter stops the run with
 :class:`NonFiniteError` and leaves the last good checkpoint in place. ``Trainer.resume`` restores
-parameters, optimizer state and the task stream, so the resumed run ends exactly where an
-uninterrupted one would.
+parameters, optimizer state, the task stream and the random state of the algorithm and the
+backend (shot noise), so the resumed run ends exactly where an uninterrupted one would.
+Validation and the final plots draw their random numbers (ES directions, annealing moves, shots)
+from a fixed held-out seed and leave the training draws untouched: training does not depend on
+``eval_every``, and the validation that ends a run which is later extended does not shift the
+extension's draws.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +95,8 @@ class Trainer:
                         print(f"innerloop: warning (iteration {it}): {message}", file=sys.stderr)
                 row = {"iter": it, "loss": loss, "time": time.perf_counter() - t0, **result.diagnostics}
                 if it % cfg.eval_every == 0 or it == cfg.iters:
-                    stats = summarize(self.algorithm.evaluate(params, val_batch))
+                    with self._held_out_draws():
+                        stats = summarize(self.algorithm.evaluate(params, val_batch))
                     val_loss = row["val_loss"] = stats["mean"]
                     row["val_ci95"] = stats["ci95"]
                 pending.append(row)
@@ -105,7 +111,8 @@ class Trainer:
         finally:
             bar.close()
             run.append_metrics(pending)  # rows past the checkpoint help diagnose a stop; resume drops them
-        self._plots(params)
+        with self._held_out_draws():
+            self._plots(params)
         return TrainResult(params, run.path, cfg.iters, loss, val_loss)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -126,6 +133,8 @@ class Trainer:
             optimizer.load_state_dict(state["optimizer"])
             stream.load_state(state["stream_state"])
             self.algorithm.generator.set_state(state["algorithm_rng"])
+            if state.get("backend_rng"):  # absent from checkpoints written before shot noise was kept
+                self.backend.set_random_state(state["backend_rng"])
             run.truncate_metrics(start)
         else:
             run.create(cfg)
@@ -134,6 +143,20 @@ class Trainer:
             optimizer = self._optimizer(params)
             start = 0
         return params, optimizer, stream, start
+
+    @contextmanager
+    def _held_out_draws(self) -> Iterator[None]:
+        """The algorithm's generator and the backend's draws reseeded from the run's held-out seeds
+        (the same draws at every validation), and their training states restored afterwards."""
+        generator, backend = self.algorithm.generator, self.backend
+        training_state = generator.get_state(), backend.random_state()
+        generator.manual_seed(derive_seed(self.config.seed, "algorithm/held-out"))
+        backend.reseed(derive_seed(self.config.seed, "backend/held-out"))
+        try:
+            yield
+        finally:
+            generator.set_state(training_state[0])
+            backend.set_random_state(training_state[1])
 
     def _optimizer(self, params: Params) -> torch.optim.Optimizer:
         cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[self.config.optimizer]
@@ -146,6 +169,7 @@ class Trainer:
             "optimizer": optimizer.state_dict(),
             "stream_state": stream.state(),
             "algorithm_rng": self.algorithm.generator.get_state(),
+            "backend_rng": self.backend.random_state(),
             "config": self.config.to_dict(),
         }
 

@@ -37,6 +37,21 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert not list((tmp_path / "full").glob("*.tmp"))
 
 
+@pytest.mark.parametrize("algo", ["es-maml", "modular"])
+def test_random_algorithms_resume_exactly_and_ignore_validation(tmp_path, algo):
+    """ES-MAML (random directions) and modular (annealing) draw from the algorithm's generator when
+    they adapt: validation must not consume those draws — neither the validation that ends a run
+    that is later extended, nor the periodic ones (training does not depend on eval_every)."""
+    config = dict(algo=algo, iters=6, checkpoint_every=3, eval_every=100, eval_tasks=3)
+    full = train(_config(**config), tmp_path / "full", progress=False)
+    train(_config(**{**config, "iters": 3}), tmp_path / "part", progress=False)
+    resumed = Trainer.resume(tmp_path / "part", iters=6, progress=False).run()
+    validated = train(_config(**{**config, "eval_every": 1}), tmp_path / "validated", progress=False)
+    for k in full.params:
+        assert torch.equal(full.params[k], resumed.params[k]), k
+        assert torch.equal(full.params[k], validated.params[k]), k
+
+
 def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     imaml = dict(algo="imaml", algo_options={"inner_tol": 1e-4})
     full = train(_config(**imaml), tmp_path / "full", progress=False)
