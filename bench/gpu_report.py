@@ -96,10 +96,13 @@ def tuning_summary(tuning: dict) -> list[str]:
             best = min(rows, key=lambda r: r["graph_s"])
             cap = best.get("max_registers") or "none"
             programs = best.get("programs", math.ceil(batch / best["tasks_per_program"]))  # older runs: T only
+            options = f"precision={precision}, programs={programs}, num_warps={best['num_warps']}"
+            options += f", max_registers={best['max_registers']}" if best.get("max_registers") else ""
             lines.append(f"- B = {batch}, {precision}: fastest {best['graph_s'] * 1e6:.0f} µs replayed "
                          f"({best['eager_s'] * 1e6:.0f} µs eager) with {programs} programs, "
                          f"{best['num_warps']} warps, register cap {cap}, {best['resident_programs']} resident/SM; "
-                         f"{best['fraction_of_latency_bound']:.2f} of the latency bound")
+                         f"{best['fraction_of_latency_bound']:.2f} of the latency bound "
+                         f"(backend options: `{options}`)")
     return lines
 
 

@@ -173,3 +173,4 @@ def test_gpu_report_reads_the_recorded_h100_run():
     assert "`triton+graph` at B ≤ 64: 290× at B = 1, 257× at B = 64 the eager idiom (target ≥ 100×: **met**)" in text
     assert "`triton` at B = 1024: 34× the eager idiom (target ≥ 30×: **met**), 702 µs (target ≤ 150 µs: not" in text
     assert "B = 1024, tf32x3: fastest 823 µs replayed" in text and "1.06 of the latency bound" in text
+    assert "(backend options: `precision=tf32x3, programs=1024, num_warps=8`)" in text  # the winner, selectable
