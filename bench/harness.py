@@ -21,7 +21,6 @@ with cold caches, and reports tasks/s and the speed-up over every baseline.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import platform
 import time
@@ -43,7 +42,7 @@ from innerloop.engine.algorithms import MAML
 from innerloop.engine.errors import ConfigError
 from innerloop.engine.learner import Learner
 from innerloop.engine.models import MLP
-from innerloop.engine.rundir import atomic_write_text
+from innerloop.engine.rundir import atomic_write_json
 from innerloop.engine.tasks import TaskBatch
 from innerloop.kernels import clear_caches
 
@@ -291,7 +290,7 @@ def run_bench(config: BenchConfig, progress: bool = True) -> tuple[dict, Path]:
     out.mkdir(parents=True, exist_ok=True)
     name = config.name or f"{device.type}-{time.strftime('%Y%m%d-%H%M%S')}"
     path = out / f"{name}.json"
-    atomic_write_text(path, json.dumps(results, indent=2))
+    atomic_write_json(path, results)
     plot_results(results, out / f"{name}.png")
     return results, path
 

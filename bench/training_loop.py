@@ -16,7 +16,6 @@ is the setting the speed-up is meant for.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from innerloop.bench.baselines import TorchMLP, torch_func_idiom
 from innerloop.bench.harness import machine_info
 from innerloop.engine.algorithms import MAML
 from innerloop.engine.models import MLP
-from innerloop.engine.rundir import atomic_write_text
+from innerloop.engine.rundir import atomic_write_json
 from innerloop.engine.tasks import Sinusoid
 
 
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.batch, args.iterations)
     path = Path(args.out) / f"{args.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result, indent=2))
+    atomic_write_json(path, result)
     ms = result["median_ms_per_iteration"]
     print(f"B={result['tasks']}: torch.func {ms['torch.func']:.2f} ms/iter, cpu {ms['cpu']:.2f} ms/iter, "
           f"speed-up {result['speedup']:.2f}x; wrote {path}")

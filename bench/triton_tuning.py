@@ -41,7 +41,7 @@ from innerloop.engine.algorithms import MAML
 from innerloop.engine.learner import Learner
 from innerloop.engine.models import MLP
 from innerloop.engine.params import cast
-from innerloop.engine.rundir import atomic_write_text
+from innerloop.engine.rundir import atomic_write_json
 from innerloop.engine.tasks import TaskBatch
 from innerloop.kernels.mlp_layout import MLPSpec
 
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{args.name or 'cuda-triton-tuning-' + time.strftime('%Y%m%d-%H%M%S')}.json"
-    atomic_write_text(path, json.dumps(results, indent=2))
+    atomic_write_json(path, results)
     print(f"precision (relative error of the N={STEPS} meta-gradient vs float64): {json.dumps(errors)}")
     t1 = ", ".join(f"{p} {t * 1e6:.1f} us" for p, t in singles.items())
     print(f"t1 (one task, one program, graph replay): {t1} on {results['machine']['device_name']}")

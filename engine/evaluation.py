@@ -8,7 +8,6 @@ stream. Results are mean ± 95% CI over tasks (and accuracy for classification).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from innerloop.engine.baselines import finetune_loss, random_inits, train_joint
 from innerloop.engine.errors import ConfigError, require_positive
 from innerloop.engine.learner import Learner, loss_for
 from innerloop.engine.params import Params, expand_to_tasks
-from innerloop.engine.rundir import RunDirectory, atomic_torch_save, atomic_write_text
+from innerloop.engine.rundir import RunDirectory, atomic_torch_save, atomic_write_json
 from innerloop.engine.stats import summarize
 from innerloop.engine.tasks import TaskBatch
 
@@ -68,7 +67,7 @@ def evaluate_run(
             result = amortized_evaluation.evaluate_bayesian(run, header, family, algorithm, params, tasks, contexts)
         else:
             result = amortized_evaluation.evaluate_metric(run, header, family, algorithm, params, tasks, progress)
-    atomic_write_text(run.file("eval.json"), json.dumps(result, indent=2) + "\n")
+    atomic_write_json(run.file("eval.json"), result)
     return result
 
 
@@ -104,11 +103,26 @@ def _evaluate_gradient(run, config, family, model, backend, algorithm, params, s
         for name, start in starts.items():
             losses, adapted = finetune_loss(reference, learner, start, batch, baseline_lr, n)
             result["baselines"][name][str(n)] = _entry(losses, learner, adapted, batch)
+    result["warnings"] = _divergences(result)
     from innerloop.engine import plots
 
     plots.evaluation(result, run.file("eval.png"),
                      title=f"{config.algo} on {config.task}: {tasks} held-out tasks, K={family.shots}")
     return result
+
+
+def _divergences(result: dict[str, Any]) -> list[str]:
+    """One line per series whose adaptation gave non-finite query losses, naming where and the fix."""
+    tasks, lines = result["tasks"], []
+    series = {"meta-learned": (result["steps"], f"the run's inner_lr {result['inner_lr']}")}
+    series |= {name: (table, f"--baseline-lr {result['baseline_lr']}") for name, table in result["baselines"].items()}
+    for name, (table, step_size) in series.items():
+        counts = [f"{entry['non_finite']}/{tasks} tasks after {n} steps" for n, entry in table.items()
+                  if entry.get("non_finite")]
+        if counts:
+            lines.append(f"{name}: adaptation diverged (non-finite query loss) on {', '.join(counts)}; "
+                         f"a smaller step size than {step_size}, or fewer --steps, keeps it finite")
+    return lines
 
 
 def compare_runs(results: dict[str, dict[str, Any]], out: str | Path) -> dict[str, Any]:
@@ -137,7 +151,7 @@ def compare_runs(results: dict[str, dict[str, Any]], out: str | Path) -> dict[st
         ylabel = "held-out predictive NLL per target point" if lens == "bayesian" else f"query {first['loss']}"
         amortized_plots.curves(series, out / "comparison.png", xlabel, ylabel, title)
     comparison = {"lens": lens, "series": series, "runs": results}
-    atomic_write_text(out / "comparison.json", json.dumps(comparison, indent=2) + "\n")
+    atomic_write_json(out / "comparison.json", comparison)
     return comparison
 
 
@@ -158,7 +172,8 @@ def format_table(result: dict[str, Any]) -> str:
         header, "-" * len(header),
     ]
     for n in result["steps"]:
-        cells = [f"{t[n]['mean']:>12.4f} ± {t[n]['ci95']:<7.4f}" for t in tables]
+        cells = [f"{t[n]['mean']:>12.4f} ± {t[n]['ci95']:<7.4f}" if not t[n].get("non_finite")
+                 else f"{'diverged ' + str(t[n]['non_finite']) + '/' + str(t[n]['n']):>22}" for t in tables]
         lines.append(f"{n:>5}  " + "  ".join(cells))
         if "accuracy" in result["steps"][n]:
             acc = [f"{'acc ' + format(t[n]['accuracy']['mean'], '.3f'):>12} ± {t[n]['accuracy']['ci95']:<7.3f}"

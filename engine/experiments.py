@@ -33,6 +33,8 @@ from typing import Any
 from innerloop.engine.experiment_setup import prepare
 from innerloop.engine.neuromorphic import neuromorphic
 from innerloop.engine.quantum_bayes import quantum_bayes
+from innerloop.engine.rundir import atomic_write_json
+from innerloop.engine.stats import nan_for_null
 
 BASELINE_LR = 0.01
 
@@ -124,7 +126,7 @@ def algorithm_table(out: str | Path, iters: int = 2000, shots: tuple[int, ...] =
                 "baseline_lr": BASELINE_LR}
     settings = {"iters": iters, "tasks": tasks, "seed": seed}
     document["rows"] = _kept_rows(out / "algorithm_table.json", algorithms, shots, settings) + rows
-    (out / "algorithm_table.json").write_text(json.dumps(document, indent=2) + "\n")
+    atomic_write_json(out / "algorithm_table.json", document)
     (out / "algorithm_table.md").write_text(table_markdown(document) + "\n")
     if any("error" not in r for r in document["rows"]):
         _table_plot(document, out / "algorithm_table.png")
@@ -138,7 +140,7 @@ def _kept_rows(previous: Path, rerun: list[str], shots: tuple[int, ...], setting
     is merged (another one is replaced, with a note)."""
     if not previous.is_file():
         return []
-    document = json.loads(previous.read_text())
+    document = json.loads(previous.read_text(), object_hook=nan_for_null)
     differs = {k: document.get(k) for k, v in settings.items() if document.get(k) != v}
     if differs:
         print(f"[algorithm-table] not merging the rows of {previous}: made with {differs}", flush=True)
@@ -276,7 +278,7 @@ def figure_2_4(out: str | Path, iters: int = 1000, tasks: int = 200, algorithms:
                 "leader_smallest_tasks": leader(fixed_data, min(task_counts))}
     document["bmaml_leads_when_small"] = (document["leader_smallest_data"] == "bmaml"
                                           and document["leader_smallest_tasks"] == "bmaml")
-    (out / "figure_2_4.json").write_text(json.dumps(document, indent=2) + "\n")
+    atomic_write_json(out / "figure_2_4.json", document)
     _figure_plot(document, methods, data, task_counts, out / "figure_2_4.png")
     return document
 

@@ -19,7 +19,6 @@ inner steps; synaptic operations) and ``spike_raster.png`` (a held-out task befo
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -37,6 +36,7 @@ from innerloop.engine.experiment_setup import prepare  # noqa: E402
 from innerloop.engine.inner import inner_step  # noqa: E402
 from innerloop.engine.learner import Learner  # noqa: E402
 from innerloop.engine.params import cast, expand_to_tasks  # noqa: E402
+from innerloop.engine.rundir import atomic_write_json  # noqa: E402
 from innerloop.engine.stats import summarize  # noqa: E402
 from innerloop.engine.tasks import generator_for  # noqa: E402
 
@@ -127,7 +127,7 @@ def neuromorphic(out: str | Path, iters: int = 400, tasks: int = 300, algorithms
     document = {"experiment": "neuromorphic", "task": "double-motif 5-way 1-shot", "iters": iters,
                 "held_out_tasks": tasks, "inner_steps": INNER_STEPS, "inner_lr": INNER_LR, "outer_lr": OUTER_LR,
                 "meta_batch": META_BATCH, "eval_steps": list(EVAL_STEPS), "rows": rows, "summary": summary}
-    (out / "neuromorphic.json").write_text(json.dumps(document, indent=2) + "\n")
+    atomic_write_json(out / "neuromorphic.json", document)
     _plot(document, variants, out / "neuromorphic.png")
     first = Path(rows[0]["run_dir"]) / "adaptation.png"
     if first.is_file():

@@ -31,7 +31,6 @@ predictive mean ± std on one held-out task).
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -45,6 +44,7 @@ from innerloop.engine.experiment_setup import prepare
 from innerloop.engine.inner import inner_step
 from innerloop.engine.learner import Learner, loss_for
 from innerloop.engine.params import Params, expand_to_tasks
+from innerloop.engine.rundir import atomic_write_json
 from innerloop.engine.stats import summarize
 from innerloop.engine.tasks import generator_for
 
@@ -199,7 +199,7 @@ def quantum_bayes(out: str | Path, iters: int = 1000, tasks: int = 200, algorith
         theta = {k: torch.tensor(v, dtype=torch.float64) for k, v in rows["maml"]["theta"].items()}
         document["gradient_agreement_at_maml_init"] = _gradient_agreement(theta, seed)
     document["summary"] = summary(document)
-    (out / "quantum_bayes.json").write_text(json.dumps(document, indent=2) + "\n")
+    atomic_write_json(out / "quantum_bayes.json", document)
     plot(document, family, batch, out / "quantum_bayes.png")
     return document
 

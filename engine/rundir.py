@@ -15,6 +15,7 @@ the same tasks and ends with the same parameters.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import zipfile
@@ -129,6 +130,27 @@ def atomic_write_text(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def json_document(document: Any) -> str:
+    """``document`` as strict JSON text (indented, newline-terminated): a non-finite float — a
+    diverged loss, say — becomes null, which every JSON reader accepts (Python's NaN is not JSON)."""
+    return json.dumps(_finite_or_none(document), indent=2, allow_nan=False) + "\n"
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(item) for item in value]
+    return value
+
+
+def atomic_write_json(path: Path, document: Any) -> None:
+    """:func:`atomic_write_text` of :func:`json_document`."""
+    atomic_write_text(Path(path), json_document(document))
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

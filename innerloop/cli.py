@@ -207,6 +207,8 @@ def _eval(args: argparse.Namespace) -> int:
                               progress=not args.quiet, contexts=contexts, baseline_lr=args.baseline_lr)
         print(f"== {run_dir}")
         print(format_table(result))
+        for warning in result.get("warnings", []):
+            print(f"innerloop: warning: {warning}", file=sys.stderr)
         print(f"wrote {Path(run_dir) / 'eval.json'} and eval.png")
         results[run_dir] = result
     if len(results) > 1:

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     import json
     from pathlib import Path
 
-    from innerloop.engine.rundir import atomic_write_text
+    from innerloop.engine.rundir import atomic_write_json
 
     parser = argparse.ArgumentParser(prog="python -m innerloop.kernels.triton_resources")
     parser.add_argument("--out", type=Path, help="also write the report to this JSON file")
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         document = {"target": "sm_90", "triton": triton.__version__, "points": args.points, "steps": 5,
                     "precision": "tf32x3", "max_registers": args.max_registers, "reports": reports}
-        atomic_write_text(args.out, json.dumps(document, indent=1) + "\n")
+        atomic_write_json(args.out, document)
     print(json.dumps(reports))
 
 

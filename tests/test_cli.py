@@ -55,6 +55,27 @@ def test_eval_of_classification_reports_accuracy(tmp_path, capsys):
     assert 0 <= result["steps"]["2"]["accuracy"]["mean"] <= 1
 
 
+def test_eval_names_diverged_adaptation_and_writes_strict_json(tmp_path, capsys):
+    """A step size that blows up on some tasks: the table says 'diverged k/N' instead of 'nan', a
+    warning names the series, the steps and the fix, and eval.json stays strict JSON (null, not NaN)."""
+    out = tmp_path / "run"
+    assert run_cli(["train", "--iters", "2", "--inner-lr", "0.25", "--inner-steps", "1", "--out", str(out),
+                    *SMALL], capsys)[0] == 0
+    code, stdout, err = run_cli(["eval", str(out), "--tasks", "20", "--steps", "0,20", "--joint-iters", "5",
+                                 "--quiet"], capsys)
+    assert code == 0 and "diverged" in stdout and "nan ±" not in stdout
+    assert "meta-learned: adaptation diverged (non-finite query loss) on" in err and "after 20 steps" in err
+    assert "smaller step size than the run's inner_lr 0.25" in err and "--baseline-lr 0.25" in err
+
+    def no_constants(token):
+        raise AssertionError(f"eval.json holds {token}, which is not JSON")
+
+    result = json.loads((out / "eval.json").read_text(), parse_constant=no_constants)
+    diverged = result["steps"]["20"]
+    assert diverged["mean"] is None and 0 < diverged["non_finite"] <= 20 and result["warnings"]
+    assert result["steps"]["0"]["mean"] > 0 and "non_finite" not in result["steps"]["0"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -152,3 +153,21 @@ def test_config_validation_messages():
         TrainConfig.from_dict({"algorithm": "maml"})
     with pytest.raises(il.ConfigError, match="does not take option"):
         Trainer(_config(algo_options={"lamda": 1.0}), "unused", progress=False)
+
+
+def test_json_documents_hold_null_for_non_finite_and_read_back_nan(tmp_path):
+    """summarize counts non-finite values and keeps the mean non-finite; a JSON document writes
+    them as null (strict JSON) and nan_for_null reads such a summary back with NaN."""
+    from innerloop.engine.rundir import atomic_write_json
+    from innerloop.engine.stats import nan_for_null, summarize
+
+    diverged = summarize(torch.tensor([1.0, float("nan"), float("inf")]))
+    assert diverged["non_finite"] == 2 and math.isnan(diverged["mean"])
+    assert "non_finite" not in summarize(torch.tensor([1.0, 2.0]))
+    atomic_write_json(tmp_path / "doc.json", {"rows": [{"mse": diverged, "fine": summarize(torch.ones(3))}],
+                                              "pair": (1.5, float("-inf"))})
+    text = (tmp_path / "doc.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text and text.endswith("\n")
+    document = json.loads(text, object_hook=nan_for_null)
+    assert math.isnan(document["rows"][0]["mse"]["mean"]) and document["rows"][0]["mse"]["n"] == 3
+    assert document["rows"][0]["fine"]["mean"] == 1.0 and document["pair"] == [1.5, None]
