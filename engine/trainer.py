@@ -90,15 +90,18 @@ class Trainer:
                 if not all_finite(params):
                     self._non_finite(it, "meta-parameters after the outer step", last_checkpoint)
                 for message in result.warnings:
-                    if message not in warned:
-                        warned.add(message)
-                        print(f"innerloop: warning (iteration {it}): {message}", file=sys.stderr)
+                    _warn_once(warned, message, it, message)
                 row = {"iter": it, "loss": loss, "time": time.perf_counter() - t0, **result.diagnostics}
                 if it % cfg.eval_every == 0 or it == cfg.iters:
                     with self._held_out_draws():
                         stats = summarize(self.algorithm.evaluate(params, val_batch))
                     val_loss = row["val_loss"] = stats["mean"]
                     row["val_ci95"] = stats["ci95"]
+                    if stats.get("non_finite"):
+                        _warn_once(warned, "validation diverged", it, (
+                            f"adaptation diverged on {stats['non_finite']} of {stats['n']} validation tasks "
+                            "(non-finite query loss), so val_loss is NaN; training goes on, and a smaller inner "
+                            "step size or fewer inner steps keep adaptation finite"))
                 pending.append(row)
                 if it % cfg.checkpoint_every == 0 or it == cfg.iters:
                     run.append_metrics(pending)
@@ -196,6 +199,13 @@ class Trainer:
         c = self.config
         inner = f"α={self.algorithm.inner_lr}, " if self.algorithm.lens == "gradient" else ""
         return f"{c.algo} on {c.task} ({c.backend}, {inner}β={c.outer_lr}, B={c.meta_batch})"
+
+
+def _warn_once(warned: set[str], key: str, iteration: int, message: str) -> None:
+    """Print ``message`` to stderr the first time ``key`` comes up in a run."""
+    if key not in warned:
+        warned.add(key)
+        print(f"innerloop: warning (iteration {iteration}): {message}", file=sys.stderr)
 
 
 def train(config: TrainConfig, out: str | Path, *, progress: bool = True) -> TrainResult:

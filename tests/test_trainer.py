@@ -95,6 +95,21 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert resumed.iterations == 30
 
 
+def test_diverged_validation_is_named_once_and_training_goes_on(tmp_path, capsys):
+    trainer = Trainer(_config(iters=6, eval_every=2), tmp_path / "run", progress=False)
+    real = trainer.algorithm.evaluate
+
+    def evaluate(params, batch):  # two of the eight validation tasks diverge
+        losses = real(params, batch).clone()
+        losses[:2] = float("nan")
+        return losses
+
+    trainer.algorithm.evaluate = evaluate
+    assert trainer.run().iterations == 6
+    err = capsys.readouterr().err
+    assert err.count("adaptation diverged on 2 of 8 validation tasks") == 1 and "(iteration 2)" in err
+
+
 def test_corrupted_and_foreign_checkpoints_are_named(tmp_path):
     train(_config(iters=10), tmp_path / "run", progress=False)
     ckpt = tmp_path / "run" / "checkpoint.pt"
