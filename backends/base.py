@@ -149,6 +149,11 @@ class Backend:
         pass of seed 000 eq. 2.5 (skipped when ``first_order``, eq. 3.1)."""
         raise CapabilityError(f"backend '{self.name}' does not implement 'meta_gradient'")
 
+    def trains_with_autograd(self, algorithm: str, model: Any) -> None:
+        """Told by an amortized algorithm (the ``autograd`` capability) that it trains ``model`` with
+        plain torch autograd on this backend's device rather than through the primitives, so that a
+        backend whose own kernels do not run it can say so."""
+
     # -- random draws (substrates with noise, e.g. measurement shots) --------------------------
     def random_state(self) -> dict[str, Any]:
         """The state of every random draw the backend makes (shot noise, estimator draws), which a

@@ -180,6 +180,15 @@ class TritonBackend(Backend):
     def fuses(self, learner: LearnerLike) -> bool:
         return _plan(learner)[0] is not None
 
+    def trains_with_autograd(self, algorithm: str, model: Any) -> None:
+        """An amortized algorithm's network runs as plain torch ops on this device: logged once."""
+        network = type(getattr(model, "module", model)).__name__
+        key = f"autograd {algorithm} {network}"
+        if key not in self._logged:
+            self._logged.add(key)
+            LOG.warning("triton backend: %s trains its %s with plain torch autograd on %s (no Triton kernel "
+                        "runs it, as on the torch backend)", algorithm, network, self.device)
+
     def _spec(self, learner: LearnerLike) -> MLPSpec | None:
         spec, reason = _plan(learner)
         if spec is None:

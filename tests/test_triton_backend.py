@@ -148,6 +148,15 @@ def test_unfusable_learners_are_delegated_with_a_log_line(caplog):
         backend.meta_gradient(learner, params, x, y, x, y, 0.1, 1)
 
 
+def test_amortized_networks_on_triton_are_logged_as_plain_autograd(caplog):
+    backend = il.backends.get("triton")
+    family = il.tasks.GaussianProcess1D()
+    with caplog.at_level(logging.WARNING, logger="innerloop.backends.triton"):
+        for _ in range(2):
+            il.algorithms.CNP(il.algorithms.CNP.network(family), backend)
+    assert caplog.text.count("cnp trains its NeuralProcessNet with plain torch autograd on") == 1
+
+
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_a_nan_input_gives_a_nan_loss_as_in_the_oracle(oracle, activation):
     """A NaN in one task's data makes that task's loss NaN and no other's, as in the float64

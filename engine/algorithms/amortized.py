@@ -28,6 +28,10 @@ class AmortizedAlgorithm(Algorithm):
     requires = frozenset({"autograd"})
     default_hidden: tuple[int, ...] = (128, 128)
 
+    def __init__(self, model, backend) -> None:
+        super().__init__(model, backend)
+        backend.trains_with_autograd(self.name, model)
+
     @classmethod
     @abstractmethod
     def network(cls, family: TaskFamily, hidden: tuple[int, ...] | None = None, **architecture):
