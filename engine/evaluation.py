@@ -8,6 +8,7 @@ stream. Results are mean ± 95% CI over tasks (and accuracy for classification).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from innerloop.engine.baselines import finetune_loss, random_inits, train_joint
 from innerloop.engine.errors import ConfigError, require_positive
 from innerloop.engine.learner import Learner, loss_for
 from innerloop.engine.params import Params, expand_to_tasks
-from innerloop.engine.rundir import RunDirectory, atomic_torch_save, atomic_write_json
+from innerloop.engine.rundir import UNREADABLE, RunDirectory, atomic_torch_save, atomic_write_json
 from innerloop.engine.stats import summarize
 from innerloop.engine.tasks import TaskBatch
 
@@ -212,8 +213,13 @@ def _joint_params(run, family, model, backend, config, iters: int, progress: boo
     """The joint-learning baseline, trained once per run directory and cached there."""
     cache = run.file("joint_baseline.pt")
     if cache.is_file():
-        saved = torch.load(cache, map_location="cpu", weights_only=True)
-        if saved.get("iters") == iters:
+        try:
+            saved = torch.load(cache, map_location="cpu", weights_only=True)
+        except UNREADABLE as err:
+            print(f"innerloop: warning: the joint-learning baseline cached in {cache} is unreadable "
+                  f"({type(err).__name__}); training it again", file=sys.stderr)
+            saved = {}
+        if isinstance(saved, dict) and saved.get("iters") == iters:
             return {k: v.to(backend.device, backend.dtype) for k, v in saved["params"].items()}
     params = train_joint(family, model, backend, iters=iters, meta_batch=config.meta_batch,
                          lr=config.outer_lr, seed=config.seed, progress=progress)

@@ -30,6 +30,9 @@ from innerloop.engine.errors import CheckpointError
 CHECKPOINT_FORMAT = 2  # 2: adds the algorithm's generator state
 
 
+# what torch.load raises on a truncated, corrupted or foreign file
+UNREADABLE = (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError)
+
 class RunDirectory:
     """Paths and file operations of one run directory."""
 
@@ -108,7 +111,7 @@ class RunDirectory:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except PermissionError:
             raise CheckpointError(f"cannot read '{path}' (permission denied)", "fix the file's permissions") from None
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        except UNREADABLE as err:
             raise CheckpointError(
                 f"checkpoint '{path}' is corrupted or truncated ({type(err).__name__})",
                 "restore it from a copy, or start the run again with a new --out",

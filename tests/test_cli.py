@@ -127,6 +127,19 @@ def test_corrupted_checkpoint_via_cli(tmp_path, capsys):
     assert code == 2 and "corrupted or truncated" in err
 
 
+def test_eval_retrains_an_unreadable_joint_baseline_cache(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(["train", "--iters", "2", "--out", str(out), *SMALL], capsys)[0] == 0
+    evaluate = ["eval", str(out), "--tasks", "4", "--steps", "0,1", "--joint-iters", "3", "--quiet"]
+    assert run_cli(evaluate, capsys)[0] == 0
+    first = json.loads((out / "eval.json").read_text())["baselines"]["joint"]
+    cache = out / "joint_baseline.pt"
+    cache.write_bytes(cache.read_bytes()[:100])
+    code, _, err = run_cli(evaluate, capsys)
+    assert code == 0 and f"the joint-learning baseline cached in {cache} is unreadable" in err
+    assert json.loads((out / "eval.json").read_text())["baselines"]["joint"] == first  # same seed, same baseline
+
+
 def test_resume_refuses_changed_settings_and_extends_runs(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(["train", "--iters", "5", "--out", str(out), *SMALL], capsys)[0] == 0
