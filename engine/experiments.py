@@ -30,10 +30,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from innerloop.engine.demodulation import demodulation
+from innerloop.engine.demodulation_devices import demodulation_devices
 from innerloop.engine.experiment_setup import prepare
 from innerloop.engine.neuromorphic import neuromorphic
 from innerloop.engine.quantum_bayes import quantum_bayes
-from innerloop.engine.rundir import atomic_write_json
+from innerloop.engine.rundir import atomic_write_json, atomic_write_text
 from innerloop.engine.stats import nan_for_null
 
 BASELINE_LR = 0.01
@@ -127,7 +129,7 @@ def algorithm_table(out: str | Path, iters: int = 2000, shots: tuple[int, ...] =
     settings = {"iters": iters, "tasks": tasks, "seed": seed}
     document["rows"] = _kept_rows(out / "algorithm_table.json", algorithms, shots, settings) + rows
     atomic_write_json(out / "algorithm_table.json", document)
-    (out / "algorithm_table.md").write_text(table_markdown(document) + "\n")
+    atomic_write_text(out / "algorithm_table.md", table_markdown(document) + "\n")
     if any("error" not in r for r in document["rows"]):
         _table_plot(document, out / "algorithm_table.png")
     return document
@@ -310,6 +312,8 @@ def _figure_plot(document, methods, data, task_counts, path: Path) -> None:
 
 
 EXPERIMENTS = {"algorithm-table": algorithm_table, "figure-2.4": figure_2_4, "neuromorphic": neuromorphic,
-               "quantum-bayes": quantum_bayes}
+               "quantum-bayes": quantum_bayes, "demodulation": demodulation,
+               "demodulation-devices": demodulation_devices}
 OUTPUTS = {"algorithm-table": "algorithm_table", "figure-2.4": "figure_2_4", "neuromorphic": "neuromorphic",
-           "quantum-bayes": "quantum_bayes"}
+           "quantum-bayes": "quantum_bayes", "demodulation": "demodulation",
+           "demodulation-devices": "demodulation_devices"}

@@ -101,19 +101,24 @@ def _parser() -> argparse.ArgumentParser:
     ev.set_defaults(handler=_eval)
 
     ex = sub.add_parser("experiment", help="multi-run experiments (algorithm-table, figure-2.4, neuromorphic, "
-                        "quantum-bayes)",
+                        "quantum-bayes, demodulation, demodulation-devices)",
                         description="Reproducible multi-run experiments; each configuration is a run directory.")
     ex.add_argument("name", help="algorithm-table: every gradient-lens algorithm on sinusoid at K = 5 and 10; "
                     "figure-2.4: joint/MAML/iMAML/BMAML vs data per task and number of tasks; "
                     "neuromorphic: spiking FOMAML/Reptile rule variants on double-motif (snn backend); "
                     "quantum-bayes: Born-machine Bayesian meta-learning on binary-prototype-regression "
                     "(quantum backend: MAML, FOMAML, Reptile, FOMAML with shots; mean-field, uniform, joint, "
-                    "exact Bayes)")
+                    "exact Bayes); demodulation: few-pilot 16-QAM demodulation of IoT devices with I/Q imbalance "
+                    "(MAML, FOMAML, Reptile, CAVIA, BMAML, joint vs training from scratch and MMSE + ML detection; SER "
+                    "vs pilots and calibration); demodulation-devices: SER vs the number of meta-training devices "
+                    "(CAVIA, MAML, joint)")
     ex.add_argument("--out", default=None, help="output directory (default runs/experiment-NAME)")
     ex.add_argument("--iters", type=int, default=None,
-                    help="meta-iterations per run (default 2000; figure, quantum-bayes: 1000; neuromorphic: 400)")
+                    help="meta-iterations per run (default 2000; figure, quantum-bayes: 1000; neuromorphic: 400; "
+                    "demodulation, demodulation-devices: 3000)")
     ex.add_argument("--tasks", type=int, default=None,
-                    help="held-out tasks per run (default 500; figure, quantum-bayes: 200; neuromorphic: 300)")
+                    help="held-out tasks per run (default 500; figure, quantum-bayes: 200; neuromorphic, "
+                    "demodulation, demodulation-devices: 300)")
     ex.add_argument("--algos", default=None, help="comma-separated subset of algorithms (default: all)")
     ex.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     ex.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (default 1)")
@@ -288,6 +293,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 # -- experiment -------------------------------------------------------------------------------
 def _experiment(args: argparse.Namespace) -> int:
+    from innerloop.engine.demodulation import demodulation_table
     from innerloop.engine.errors import unknown_name
     from innerloop.engine.experiments import EXPERIMENTS, OUTPUTS, table_markdown
 
@@ -312,6 +318,13 @@ def _experiment(args: argparse.Namespace) -> int:
             print(f"{pair:<28} paired over the same tasks: ΔMSE {d['mse']['mean']:+.4f} ± {d['mse']['ci95']:.4f}, "
                   f"Δmass {d['mass']['mean']:+.4f} ± {d['mass']['ci95']:.4f}")
         print("checks:", json.dumps(document["summary"]["checks"]))
+    elif args.name == "demodulation":
+        print(demodulation_table(document))
+        print("checks:", json.dumps(document["summary"]["checks"]))
+    elif args.name == "demodulation-devices":
+        for method, by_count in document["summary"]["ser"].items():
+            print(f"{method:<8} SER with {document['test_pilots']} pilots after K meta-training devices: "
+                  + ", ".join(f"K={k} {ser:.3f}" for k, ser in by_count.items()))
     else:
         print(f"leader at the smallest N: {document['leader_smallest_data']}; at the smallest K: "
               f"{document['leader_smallest_tasks']} (BMAML leads in both: {document['bmaml_leads_when_small']})")

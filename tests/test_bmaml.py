@@ -87,3 +87,24 @@ def test_bmaml_evaluates_the_posterior_predictive_mean_and_exposes_spread(cpu64,
     assert main(["train", "--algo", "bmaml", "--hidden", "8", "--meta-batch", "4", "--iters", "6", "--eval-every", "3",
                  "--eval-tasks", "4", "--out", str(out), "--quiet"]) == 0
     assert main(["eval", str(out), "--tasks", "6", "--steps", "0,2", "--joint-iters", "3", "--quiet"]) == 0
+
+
+def test_bmaml_classifier_scores_the_mixture_of_particle_probabilities(cpu64):
+    """On classification the posterior predictive is (1/M)Σ_m softmax(f(x; φ_m)), not the softmax of
+    averaged logits: the query loss is −mean log of that mixture at the label, the decision its argmax."""
+    model = il.models.MLP(2, (8,), 5)
+    algo = BMAML(model, cpu64, particles=3, inner_lr=0.1, inner_steps=2)
+    theta = algo.init_params(gen(0), dtype=torch.float64)
+    batch = il.tasks.Clusters2D(shots=2, queries=6).sample(2, gen(3)).to(torch.float64, "cpu")
+    adapted = algo.adapt(theta, batch)
+    losses = algo.evaluate(theta, batch)
+    for b in range(2):
+        logits = torch.stack([model.apply({k: v[b, m] for k, v in adapted.items()}, batch.query_x[b])
+                              for m in range(3)])
+        mixture = torch.softmax(logits, dim=-1).mean(0)
+        expected = -torch.log(mixture.gather(1, batch.query_y[b, :, None])).mean()
+        assert torch.allclose(losses[b], expected, atol=1e-12)
+        averaged_logits = torch.nn.functional.cross_entropy(logits.mean(0), batch.query_y[b])
+        assert not torch.allclose(losses[b], averaged_logits, atol=1e-6)
+        assert torch.equal(algo.model.apply({k: v[b] for k, v in adapted.items()}, batch.query_x[b]).argmax(-1),
+                           mixture.argmax(-1))

@@ -15,7 +15,8 @@ Meta-gradient: backpropagation through the SVGD steps — the score term's Jacob
 backend's hvp (−(α/τ)∇²L_S(φ_j)·Σ_m κ_jm a_m / M), the kernel terms by autograd on the kernel
 (engine-level tensor algebra, h held constant); ``first_order=True`` drops both. The adapted
 particles form an :class:`~innerloop.engine.ensemble.Ensemble`: evaluation scores the
-posterior-predictive mean and ``Ensemble.spread`` gives the predictive uncertainty.
+posterior predictive (the particles' mean, or on classification tasks the mixture of their class
+probabilities) and ``Ensemble.spread`` gives the predictive uncertainty.
 """
 
 from __future__ import annotations
@@ -135,6 +136,12 @@ class BMAML(MetaAlgorithm):
             adjoint = self._reverse(particle_learner, tape, batch, adjoint)
         per_task = self._unvector(adjoint, phi)
         return MetaGradient({k: v.mean(dim=0) for k, v in per_task.items()}, meta_loss)
+
+    def _prepare(self, params: Params, batch: TaskBatch) -> tuple[Learner, Params, TaskBatch]:
+        learner, theta, batch = super()._prepare(params, batch)
+        # the ensemble's predictive is a mixture of class probabilities on classification tasks (ensemble.py)
+        self.model.classifier = learner.loss_name == "cross_entropy"
+        return learner, theta, batch
 
     def _adapt(self, learner: Learner, theta: Params, batch: TaskBatch, steps: int) -> Params:
         particle_learner = Learner(self.model.inner, learner.loss_name)

@@ -6,6 +6,7 @@ from innerloop.engine.errors import check_keywords, unknown_name
 from innerloop.engine.tasks.base import SPLITS, TaskBatch, TaskFamily, TaskStream, derive_seed, generator_for
 from innerloop.engine.tasks.binary_prototype import BinaryPrototypeRegression
 from innerloop.engine.tasks.clusters import Clusters2D
+from innerloop.engine.tasks.demodulation import Demodulation
 from innerloop.engine.tasks.digits import Digits
 from innerloop.engine.tasks.double_motif import DoubleMotif
 from innerloop.engine.tasks.episodes import EpisodeFamily, ExampleClass
@@ -19,7 +20,7 @@ from innerloop.engine.tasks.spike_encoded import SpikingClusters, SpikingSinusoi
 FAMILIES: dict[str, type[TaskFamily]] = {
     cls.name: cls
     for cls in (Sinusoid, GaussianProcess1D, Clusters2D, LinearRegression, Digits, Omniglot, MiniImageNet,
-                DoubleMotif, EventFolder, SpikingSinusoid, SpikingClusters, BinaryPrototypeRegression)
+                DoubleMotif, EventFolder, SpikingSinusoid, SpikingClusters, BinaryPrototypeRegression, Demodulation)
 }
 
 
@@ -32,7 +33,8 @@ def make(name: str, **options) -> TaskFamily:
 
 
 __all__ = [
-    "FAMILIES", "SPLITS", "Clusters2D", "Digits", "DoubleMotif", "EpisodeFamily", "EventFolder", "ExampleClass",
+    "FAMILIES", "SPLITS", "Clusters2D", "Demodulation",
+    "Digits", "DoubleMotif", "EpisodeFamily", "EventFolder", "ExampleClass",
     "GaussianProcess1D", "LinearRegression", "MiniImageNet", "Omniglot", "Sinusoid",
     "TaskBatch", "TaskFamily", "TaskStream", "derive_seed", "generator_for", "make",
 ]
