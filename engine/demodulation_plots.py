@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from innerloop.engine.demodulation import region_map  # noqa: E402
+from innerloop.engine.plots import save_figure  # noqa: E402
 
 STYLE = {"maml": "tab:red", "fomaml": "tab:orange", "reptile": "tab:brown", "cavia": "tab:purple",
          "bmaml": "tab:green", "joint": "tab:blue", "scratch": "tab:gray", "mmse-ml": "k", "genie-ml": "k"}
@@ -89,9 +90,7 @@ def plot(document: dict[str, Any], path: Path) -> None:
     fig.suptitle(f"few-pilot demodulation (monograph §5.2): {document['task_options']['order']}-QAM, I/Q imbalance, "
                  f"Rayleigh fading, {document['task_options']['snr_db']:g} dB; meta-trained with "
                  f"{document['meta_train_pilots']} pilots per device", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_devices(document: dict[str, Any], path: Path) -> None:
@@ -112,6 +111,4 @@ def plot_devices(document: dict[str, Any], path: Path) -> None:
     _ser_ticks(ax)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.set_defaults(handler=_eval)
 
     ex = sub.add_parser("experiment", help="multi-run experiments (algorithm-table, figure-2.4, neuromorphic, "
-                        "quantum-bayes, demodulation, demodulation-devices)",
+                        "quantum-bayes, demodulation, demodulation-devices, channel-prediction)",
                         description="Reproducible multi-run experiments; each configuration is a run directory.")
     ex.add_argument("name", help="algorithm-table: every gradient-lens algorithm on sinusoid at K = 5 and 10; "
                     "figure-2.4: joint/MAML/iMAML/BMAML vs data per task and number of tasks; "
@@ -111,14 +111,15 @@ def _parser() -> argparse.ArgumentParser:
                     "exact Bayes); demodulation: few-pilot 16-QAM demodulation of IoT devices with I/Q imbalance "
                     "(MAML, FOMAML, Reptile, CAVIA, BMAML, joint vs training from scratch and MMSE + ML detection; SER "
                     "vs pilots and calibration); demodulation-devices: SER vs the number of meta-training devices "
-                    "(CAVIA, MAML, joint)")
+                    "(CAVIA, MAML, joint); channel-prediction: closed-form iMAML linear channel predictors vs joint, "
+                    "conventional and outdated-CSI prediction (no --iters)")
     ex.add_argument("--out", default=None, help="output directory (default runs/experiment-NAME)")
     ex.add_argument("--iters", type=int, default=None,
                     help="meta-iterations per run (default 2000; figure, quantum-bayes: 1000; neuromorphic: 400; "
                     "demodulation, demodulation-devices: 3000)")
     ex.add_argument("--tasks", type=int, default=None,
-                    help="held-out tasks per run (default 500; figure, quantum-bayes: 200; neuromorphic, "
-                    "demodulation, demodulation-devices: 300)")
+                    help="held-out tasks per run (default 500; figure, quantum-bayes, channel-prediction: 200; "
+                    "neuromorphic, demodulation, demodulation-devices: 300)")
     ex.add_argument("--algos", default=None, help="comma-separated subset of algorithms (default: all)")
     ex.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     ex.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (default 1)")
@@ -321,6 +322,10 @@ def _experiment(args: argparse.Namespace) -> int:
     elif args.name == "demodulation":
         print(demodulation_table(document))
         print("checks:", json.dumps(document["summary"]["checks"]))
+    elif args.name == "channel-prediction":
+        for method, by_n in document["summary"].items():
+            print(f"{method:<12} NMSE (dB) vs training windows: "
+                  + ", ".join(f"{n}: {db:.1f}" for n, db in by_n.items()))
     elif args.name == "demodulation-devices":
         for method, by_count in document["summary"]["ser"].items():
             print(f"{method:<8} SER with {document['test_pilots']} pilots after K meta-training devices: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from innerloop.engine.errors import check_keywords, unknown_name
 from innerloop.engine.tasks.base import SPLITS, TaskBatch, TaskFamily, TaskStream, derive_seed, generator_for
 from innerloop.engine.tasks.binary_prototype import BinaryPrototypeRegression
+from innerloop.engine.tasks.channel_prediction import ChannelPrediction
 from innerloop.engine.tasks.clusters import Clusters2D
 from innerloop.engine.tasks.demodulation import Demodulation
 from innerloop.engine.tasks.digits import Digits
@@ -20,7 +21,8 @@ from innerloop.engine.tasks.spike_encoded import SpikingClusters, SpikingSinusoi
 FAMILIES: dict[str, type[TaskFamily]] = {
     cls.name: cls
     for cls in (Sinusoid, GaussianProcess1D, Clusters2D, LinearRegression, Digits, Omniglot, MiniImageNet,
-                DoubleMotif, EventFolder, SpikingSinusoid, SpikingClusters, BinaryPrototypeRegression, Demodulation)
+                DoubleMotif, EventFolder, SpikingSinusoid, SpikingClusters, BinaryPrototypeRegression, Demodulation,
+                ChannelPrediction)
 }
 
 
@@ -33,7 +35,7 @@ def make(name: str, **options) -> TaskFamily:
 
 
 __all__ = [
-    "FAMILIES", "SPLITS", "Clusters2D", "Demodulation",
+    "FAMILIES", "SPLITS", "ChannelPrediction", "Clusters2D", "Demodulation",
     "Digits", "DoubleMotif", "EpisodeFamily", "EventFolder", "ExampleClass",
     "GaussianProcess1D", "LinearRegression", "MiniImageNet", "Omniglot", "Sinusoid",
     "TaskBatch", "TaskFamily", "TaskStream", "derive_seed", "generator_for", "make",
