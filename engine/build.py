@@ -52,7 +52,9 @@ def model(config: TrainConfig, fam: TaskFamily):
     when no hidden layers are asked for. A family with a binary-weight likelihood
     (binary-prototype-regression) is Bayesian: its learner is a variational distribution over the
     weights trained on the free energy — a Born machine (L = 3) on the quantum backend, the
-    mean-field Bernoulli family elsewhere. Every other gradient-lens case is an MLP with biases.
+    mean-field Bernoulli family elsewhere. A family with a ``learner(hidden, activation)`` of its own
+    (channel-coding: encoder, simulated channel and decoder in one forward pass) gets that learner.
+    Every other gradient-lens case is an MLP with biases.
     """
     cls = algorithms.ALGORITHMS[config.algo]
     if issubclass(cls, AmortizedAlgorithm):
@@ -71,6 +73,8 @@ def model(config: TrainConfig, fam: TaskFamily):
     if isinstance(likelihood, BinaryRegressionLikelihood):
         return MeanFieldBernoulli(likelihood)
     hidden = GRADIENT_HIDDEN if config.hidden is None else config.hidden
+    if hasattr(fam, "learner"):  # the family's own learner (a link whose forward pass simulates the channel)
+        return fam.learner(hidden, config.activation)
     linear = fam.name == "linear" and not hidden
     return MLP(fam.input_dim, hidden, fam.output_dim, config.activation, bias=not linear)
 

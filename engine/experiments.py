@@ -30,6 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from innerloop.engine.channel_coding import channel_coding
 from innerloop.engine.channel_prediction import channel_prediction
 from innerloop.engine.demodulation import demodulation
 from innerloop.engine.demodulation_devices import demodulation_devices
@@ -314,7 +315,9 @@ def _figure_plot(document, methods, data, task_counts, path: Path) -> None:
 
 EXPERIMENTS = {"algorithm-table": algorithm_table, "figure-2.4": figure_2_4, "neuromorphic": neuromorphic,
                "quantum-bayes": quantum_bayes, "demodulation": demodulation,
-               "demodulation-devices": demodulation_devices, "channel-prediction": channel_prediction}
+               "demodulation-devices": demodulation_devices, "channel-prediction": channel_prediction,
+               "channel-coding": channel_coding}
 OUTPUTS = {"algorithm-table": "algorithm_table", "figure-2.4": "figure_2_4", "neuromorphic": "neuromorphic",
            "quantum-bayes": "quantum_bayes", "demodulation": "demodulation",
-           "demodulation-devices": "demodulation_devices", "channel-prediction": "channel_prediction"}
+           "demodulation-devices": "demodulation_devices", "channel-prediction": "channel_prediction",
+           "channel-coding": "channel_coding"}

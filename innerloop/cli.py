@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.set_defaults(handler=_eval)
 
     ex = sub.add_parser("experiment", help="multi-run experiments (algorithm-table, figure-2.4, neuromorphic, "
-                        "quantum-bayes, demodulation, demodulation-devices, channel-prediction)",
+                        "quantum-bayes, demodulation, demodulation-devices, channel-prediction, channel-coding)",
                         description="Reproducible multi-run experiments; each configuration is a run directory.")
     ex.add_argument("name", help="algorithm-table: every gradient-lens algorithm on sinusoid at K = 5 and 10; "
                     "figure-2.4: joint/MAML/iMAML/BMAML vs data per task and number of tasks; "
@@ -112,14 +112,15 @@ def _parser() -> argparse.ArgumentParser:
                     "(MAML, FOMAML, Reptile, CAVIA, BMAML, joint vs training from scratch and MMSE + ML detection; SER "
                     "vs pilots and calibration); demodulation-devices: SER vs the number of meta-training devices "
                     "(CAVIA, MAML, joint); channel-prediction: closed-form iMAML linear channel predictors vs joint, "
-                    "conventional and outdated-CSI prediction (no --iters)")
+                    "conventional and outdated-CSI prediction (no --iters); channel-coding: MAML-learned "
+                    "encoder/decoder pair vs joint and random starts, BLER vs training iterations on new channels")
     ex.add_argument("--out", default=None, help="output directory (default runs/experiment-NAME)")
     ex.add_argument("--iters", type=int, default=None,
                     help="meta-iterations per run (default 2000; figure, quantum-bayes: 1000; neuromorphic: 400; "
-                    "demodulation, demodulation-devices: 3000)")
+                    "demodulation, demodulation-devices: 3000; channel-coding: 2000)")
     ex.add_argument("--tasks", type=int, default=None,
                     help="held-out tasks per run (default 500; figure, quantum-bayes, channel-prediction: 200; "
-                    "neuromorphic, demodulation, demodulation-devices: 300)")
+                    "neuromorphic, demodulation, demodulation-devices: 300; channel-coding: 100)")
     ex.add_argument("--algos", default=None, help="comma-separated subset of algorithms (default: all)")
     ex.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     ex.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (default 1)")
@@ -322,6 +323,10 @@ def _experiment(args: argparse.Namespace) -> int:
     elif args.name == "demodulation":
         print(demodulation_table(document))
         print("checks:", json.dumps(document["summary"]["checks"]))
+    elif args.name == "channel-coding":
+        summary = document["summary"]
+        print("BLER after one iteration:", json.dumps(summary["bler_after_one_iteration"]))
+        print("iterations to BLER <= 0.01:", json.dumps(summary["iterations_to_bler_0.01"]))
     elif args.name == "channel-prediction":
         for method, by_n in document["summary"].items():
             print(f"{method:<12} NMSE (dB) vs training windows: "
