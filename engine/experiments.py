@@ -315,9 +315,9 @@ def _figure_plot(document, methods, data, task_counts, path: Path) -> None:
 
 EXPERIMENTS = {"algorithm-table": algorithm_table, "figure-2.4": figure_2_4, "neuromorphic": neuromorphic,
                "quantum-bayes": quantum_bayes, "demodulation": demodulation,
-               "demodulation-devices": demodulation_devices, "channel-prediction": channel_prediction,
-               "channel-coding": channel_coding}
+               "demodulation-devices": demodulation_devices, "channel-coding": channel_coding,
+               "channel-prediction": channel_prediction}
 OUTPUTS = {"algorithm-table": "algorithm_table", "figure-2.4": "figure_2_4", "neuromorphic": "neuromorphic",
            "quantum-bayes": "quantum_bayes", "demodulation": "demodulation",
-           "demodulation-devices": "demodulation_devices", "channel-prediction": "channel_prediction",
-           "channel-coding": "channel_coding"}
+           "demodulation-devices": "demodulation_devices", "channel-coding": "channel_coding",
+           "channel-prediction": "channel_prediction"}

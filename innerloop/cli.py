@@ -100,20 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(handler=_eval)
 
-    ex = sub.add_parser("experiment", help="multi-run experiments (algorithm-table, figure-2.4, neuromorphic, "
-                        "quantum-bayes, demodulation, demodulation-devices, channel-prediction, channel-coding)",
+    from innerloop.engine.experiment_setup import SUMMARIES
+
+    ex = sub.add_parser("experiment", help=f"multi-run experiments ({', '.join(SUMMARIES)})",
                         description="Reproducible multi-run experiments; each configuration is a run directory.")
-    ex.add_argument("name", help="algorithm-table: every gradient-lens algorithm on sinusoid at K = 5 and 10; "
-                    "figure-2.4: joint/MAML/iMAML/BMAML vs data per task and number of tasks; "
-                    "neuromorphic: spiking FOMAML/Reptile rule variants on double-motif (snn backend); "
-                    "quantum-bayes: Born-machine Bayesian meta-learning on binary-prototype-regression "
-                    "(quantum backend: MAML, FOMAML, Reptile, FOMAML with shots; mean-field, uniform, joint, "
-                    "exact Bayes); demodulation: few-pilot 16-QAM demodulation of IoT devices with I/Q imbalance "
-                    "(MAML, FOMAML, Reptile, CAVIA, BMAML, joint vs training from scratch and MMSE + ML detection; SER "
-                    "vs pilots and calibration); demodulation-devices: SER vs the number of meta-training devices "
-                    "(CAVIA, MAML, joint); channel-prediction: closed-form iMAML linear channel predictors vs joint, "
-                    "conventional and outdated-CSI prediction (no --iters); channel-coding: MAML-learned "
-                    "encoder/decoder pair vs joint and random starts, BLER vs training iterations on new channels")
+    ex.add_argument("name", help="; ".join(f"{name}: {summary}" for name, summary in SUMMARIES.items()))
     ex.add_argument("--out", default=None, help="output directory (default runs/experiment-NAME)")
     ex.add_argument("--iters", type=int, default=None,
                     help="meta-iterations per run (default 2000; figure, quantum-bayes: 1000; neuromorphic: 400; "
@@ -367,6 +358,11 @@ def _list(args: argparse.Namespace) -> int:
         optional = "".join(f"; {c} with --backend-option {o}" for c, o in sorted(info.optional.items()))
         offered = sorted(set(info.capabilities) - set(info.optional))
         print(f"  {'':<9} capabilities: {', '.join(offered)}{optional}")
+    from innerloop.engine.experiment_setup import SUMMARIES
+
+    print("\nexperiments (innerloop experiment NAME):")
+    for name, summary in SUMMARIES.items():
+        print(f"  {name:<20} {summary}")
     return 0
 
 

@@ -39,8 +39,16 @@ def test_console_script_train_eval_list(tmp_path):
     listing = subprocess.run(["innerloop", "list"], check=True, capture_output=True, text=True).stdout
     for word in ("maml", "fomaml", "reptile", "imaml", "cnp", "latent-np", "attentive-np", "protonet", "matchingnet",
                  "bayesian lens", "metric lens", "embedding='auto'", "sinusoid", "gp", "clusters", "linear", "digits",
-                 "omniglot", "mini-imagenet", "cpu", "torch", "hvp", "autograd"):
+                 "omniglot", "mini-imagenet", "cpu", "torch", "hvp", "autograd", "demodulation", "channel-coding",
+                 "channel-prediction", "experiments (innerloop experiment NAME)", "demodulation-devices"):
         assert word in listing
+
+
+def test_every_experiment_has_a_summary_and_every_summary_an_experiment():
+    from innerloop.engine.experiment_setup import SUMMARIES
+    from innerloop.engine.experiments import EXPERIMENTS, OUTPUTS
+
+    assert list(SUMMARIES) == list(EXPERIMENTS) == list(OUTPUTS)
 
 
 def test_eval_of_classification_reports_accuracy(tmp_path, capsys):
