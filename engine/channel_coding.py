@@ -58,7 +58,8 @@ def _starts(methods: list[str], iters: int, seed: int, out: Path) -> tuple[dict[
 
     config = _config(iters, seed)
     trainer = Trainer(config, out / "runs" / "maml", progress=False) if "maml" in methods else None
-    family, model = build.family(config), build.model(config, build.family(config))
+    family = build.family(config)
+    model = build.model(config, family)
     backend = build.backend(config)
     starts, seconds = {}, {}
     for method in methods:

@@ -74,15 +74,15 @@ def score(method: str, theta: torch.Tensor | None, lam: float, frames_: tuple[to
     return nmse(qx @ ridge_adapted(sx, sy, theta, lam), qy)
 
 
-def _run_method(family, method: str, shots: int, validation, test, seed: int) -> tuple[dict[str, Any], torch.Tensor]:
-    """For one method at N_tr = ``shots``: λ chosen on the validation frames, the test NMSE summary and
+def _run_method(method: str, train, validation, test) -> tuple[dict[str, Any], torch.Tensor]:
+    """For one method, given the meta-training, validation and test frames of one N_tr: λ chosen on the
+    validation frames, the test NMSE summary and
     the real part of the first test frame's predictions of its first channel entry (the figure's
     example); and the per-frame test NMSE."""
     sx, sy, qx, _ = (t[:1] for t in test)
     if method == "outdated":
         per_frame = score(method, None, 0.0, test)
         return {"nmse": summarize(per_frame), "example": qx[0, :, 0].real.tolist()}, per_frame
-    train = frames(family, META_FRAMES, shots, META_VALIDATION, "meta-train", seed)
     candidates = {lam: bias(method, train, lam) for lam in LAMBDAS}
     validation_nmse = {lam: float(score(method, theta, lam, validation).mean()) for lam, theta in candidates.items()}
     best = min(validation_nmse, key=validation_nmse.get)
@@ -109,9 +109,10 @@ def channel_prediction(out: str | Path, iters: int | None = None, tasks: int = 2
     for shots in TRAINING_WINDOWS:
         validation = frames(family, VALIDATION_FRAMES, shots, TEST_WINDOWS, "meta-val", seed)
         test = frames(family, tasks, shots, TEST_WINDOWS, "meta-test", seed)
+        train = frames(family, META_FRAMES, shots, META_VALIDATION, "meta-train", seed)
         per_frame = {}
         for method in methods:
-            rows[method][str(shots)], per_frame[method] = _run_method(family, method, shots, validation, test, seed)
+            rows[method][str(shots)], per_frame[method] = _run_method(method, train, validation, test)
         if "meta" in per_frame:  # paired over the same held-out frames
             rows["meta"][str(shots)]["minus"] = {other: summarize(per_frame["meta"] - values)
                                                  for other, values in per_frame.items() if other != "meta"}

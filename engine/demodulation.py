@@ -141,23 +141,22 @@ def run_method(args: tuple[str, int, int, int, str, int | None]) -> dict[str, An
     return row
 
 
-def _scratch(family, tasks: int, seed: int) -> dict[str, Any]:
-    """Conventional learning: a fresh demodulator per device trained on its pilots alone."""
+def _scratch(family, batch: TaskBatch, seed: int) -> dict[str, Any]:
+    """Conventional learning: a fresh demodulator per held-out device trained on its pilots alone."""
     from innerloop.engine import build
     from innerloop.engine.baselines import random_inits
 
     config = _config("maml", 1, seed)
     model, backend = build.model(config, family), build.backend(config)
-    batch = held_out(family, tasks, seed)
-    learner, start = Learner(model, "cross_entropy"), random_inits(model, tasks, seed, backend)
+    learner, start = Learner(model, "cross_entropy"), random_inits(model, batch.num_tasks, seed, backend)
     adapted = {count: sgd_trajectory(backend, learner, start, batch.support_x[:, :count], batch.support_y[:, :count],
                                      BASELINE_LR, SCRATCH_STEPS).final for count in PILOTS}
     return {"method": "scratch", "steps": SCRATCH_STEPS, "lr": BASELINE_LR, **_scores(model, adapted, batch)}
 
 
-def model_based(family, tasks: int, seed: int) -> dict[str, dict[str, Any]]:
-    """SER of ML detection with the MMSE channel estimate from Ñ_tr pilots, and with the true channel."""
-    batch = held_out(family, tasks, seed)
+def model_based(family, batch: TaskBatch) -> dict[str, dict[str, Any]]:
+    """SER on the held-out devices ``batch`` of ML detection with the MMSE channel estimate from Ñ_tr
+    pilots, and with the true channel."""
 
     def complex_of(x: torch.Tensor) -> torch.Tensor:
         return torch.complex(x[..., 0].double(), x[..., 1].double())
@@ -224,8 +223,8 @@ def demodulation(out: str | Path, iters: int = 3000, tasks: int = 300, algorithm
                   f"{CALIBRATION_PILOTS} pilots {row['calibration']['ece']:.3f}  ({row['train_seconds']:.0f}s)",
                   flush=True)
             rows[row["method"]] = row
-    baselines = {"scratch": _scratch(family, tasks, seed), **model_based(family, tasks, seed)}
     batch = held_out(family, tasks, seed)
+    baselines = {"scratch": _scratch(family, batch, seed), **model_based(family, batch)}
     document: dict[str, Any] = {
         "experiment": "demodulation", "task": TASK, "task_options": family.config(), "iters": iters,
         "held_out_devices": tasks, "eval_symbols": EVAL_SYMBOLS, "seed": seed, "pilots": list(PILOTS),

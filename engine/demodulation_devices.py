@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from innerloop.engine.demodulation import EVAL_SYMBOLS, model_based, prepare_methods, run_method
+from innerloop.engine.demodulation import EVAL_SYMBOLS, held_out, model_based, prepare_methods, run_method
 from innerloop.engine.rundir import atomic_write_json
 from innerloop.engine.stats import summarize
 
@@ -42,7 +42,8 @@ def demodulation_devices(out: str | Path, iters: int = 3000, tasks: int = 300, a
             print(f"[demodulation-devices] {row['method']:<8} K = {row['devices']:>5} devices: SER with {pilots} "
                   f"pilots {ser['mean']:.3f} ± {ser['ci95']:.3f}  ({row['train_seconds']:.0f}s)", flush=True)
             rows[row["method"]][str(row["devices"])] = {"ser": ser, "train_seconds": row["train_seconds"]}
-    reference = {name: entry["ser"][pilots] for name, entry in model_based(family, tasks, seed).items()}
+    receivers = model_based(family, held_out(family, tasks, seed))
+    reference = {name: entry["ser"][pilots] for name, entry in receivers.items()}
     document = {"experiment": "demodulation-devices", "task_options": family.config(), "iters": iters,
                 "held_out_devices": tasks, "seed": seed, "device_counts": list(DEVICE_COUNTS),
                 "test_pilots": TEST_PILOTS, "rows": rows, "model_based": reference}
