@@ -39,6 +39,7 @@ from innerloop.engine.neuromorphic import neuromorphic
 from innerloop.engine.quantum_bayes import quantum_bayes
 from innerloop.engine.rundir import atomic_write_json, atomic_write_text
 from innerloop.engine.stats import nan_for_null
+from innerloop.engine.theory_experiment import theory
 
 BASELINE_LR = 0.01
 
@@ -316,8 +317,8 @@ def _figure_plot(document, methods, data, task_counts, path: Path) -> None:
 EXPERIMENTS = {"algorithm-table": algorithm_table, "figure-2.4": figure_2_4, "neuromorphic": neuromorphic,
                "quantum-bayes": quantum_bayes, "demodulation": demodulation,
                "demodulation-devices": demodulation_devices, "channel-coding": channel_coding,
-               "channel-prediction": channel_prediction}
+               "channel-prediction": channel_prediction, "theory": theory}
 OUTPUTS = {"algorithm-table": "algorithm_table", "figure-2.4": "figure_2_4", "neuromorphic": "neuromorphic",
            "quantum-bayes": "quantum_bayes", "demodulation": "demodulation",
            "demodulation-devices": "demodulation_devices", "channel-coding": "channel_coding",
-           "channel-prediction": "channel_prediction"}
+           "channel-prediction": "channel_prediction", "theory": "implicit-prior"}

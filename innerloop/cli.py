@@ -322,6 +322,12 @@ def _experiment(args: argparse.Namespace) -> int:
         for method, by_n in document["summary"].items():
             print(f"{method:<12} NMSE (dB) vs training windows: "
                   + ", ".join(f"{n}: {db:.1f}" for n, db in by_n.items()))
+    elif args.name == "theory":
+        from innerloop.engine.theory_experiment import theory_summary
+
+        print(theory_summary(document))
+        print("wrote " + ", ".join(f"{Path(out) / part}.json/.png" for part in document))
+        return 0
     elif args.name == "demodulation-devices":
         for method, by_count in document["summary"]["ser"].items():
             print(f"{method:<8} SER with {document['test_pilots']} pilots after K meta-training devices: "

@@ -1,0 +1,49 @@
+"""``innerloop experiment theory`` end to end at toy sizes: every part writes its JSON and figure
+with the structure the README describes."""
+
+import json
+
+import pytest
+
+from innerloop.engine import theory_experiment as experiment
+from innerloop.engine.errors import ConfigError
+
+
+@pytest.fixture
+def small(monkeypatch):
+    for name, value in (("VARIANCE_TASKS", 12), ("BATCH_SIZES", (1, 2, 3)), ("CONVERGENCE_CHECKS", 2),
+                        ("FULL_TASKS", 6), ("FULL_POINTS", 8), ("PAC_TASKS", 6), ("PAC_HYPER_STDS", (0.1,)),
+                        ("PAC_POSTERIOR_STDS", (0.1, 0.2)), ("TEST_STEPS", (0, 1, 5)), ("CONSTANT_TASKS", 4),
+                        ("CONSTANT_POPULATION", 40)):
+        monkeypatch.setattr(experiment, name, value)
+
+
+def test_theory_experiment_writes_every_part(tmp_path, small, capsys):
+    from innerloop.cli import main
+
+    assert main(["experiment", "theory", "--out", str(tmp_path), "--iters", "4", "--tasks", "6"]) == 0
+    printed = capsys.readouterr().out
+    for part in experiment.PARTS:
+        assert (tmp_path / f"{part}.png").stat().st_size > 10_000
+        assert f"{part}:" in printed
+    prior = json.loads((tmp_path / "implicit-prior.json").read_text())
+    assert prior["max_linear_gap"] < 1e-12  # Theorem 2 is exact for a quadratic loss
+    assert [r["inner_lr"] for r in prior["sinusoid"]] == list(experiment.PRIOR_LRS)
+    steps = json.loads((tmp_path / "inner-steps.json").read_text())
+    assert set(steps["rows"]) == {"maml", "fomaml", "reptile"}
+    assert all(set(row["mse"]) == {"0", "1", "5"} for row in steps["rows"].values())
+    variance = json.loads((tmp_path / "gradient-variance.json").read_text())
+    assert variance["curves"]["maml"]["batch_sizes"] == [1, 2, 3]
+    convergence = json.loads((tmp_path / "convergence.json").read_text())
+    assert [r["iteration"] for r in convergence["trajectory"]] == [0, 2, 4]
+    assert len(convergence["constants"]) == 3 and convergence["inner_lr"] > 0
+    pac = json.loads((tmp_path / "pac-bayes.json").read_text())
+    assert pac["grid_size"] == 2 and pac["points"] == 5 * (experiment.PAC_SHOTS + experiment.PAC_QUERIES)
+    best = pac["best"]
+    assert best["bound"] == pytest.approx(best["empirical"] + best["across_task"] + best["within_task"])
+    assert best["delta"] == pytest.approx(experiment.PAC_DELTA / 2)  # union bound over the grid
+
+
+def test_theory_experiment_rejects_unknown_parts(tmp_path):
+    with pytest.raises(ConfigError, match="unknown theory part 'pac'"):
+        experiment.theory(tmp_path, algorithms=["pac"])
