@@ -8,7 +8,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -67,3 +71,36 @@ def finetune_loss(
     """Per-task query loss after ``steps`` SGD steps from per-task ``params``; also the adapted params."""
     adapted = sgd_trajectory(backend, learner, params, batch.support_x, batch.support_y, lr, steps).final
     return backend.loss(learner.validation, adapted, batch.query_x, batch.query_y), adapted
+
+
+@dataclass
+class Start:
+    """What a multi-run experiment scores: the learned parameters, the family they were trained on,
+    the algorithm that adapts them (with its backend and model) and the training seconds."""
+
+    params: Params
+    family: TaskFamily
+    algorithm: Any
+    seconds: float
+
+
+def train_start(method: str, config: Any, run_dir: Path, *, meta_batch: int, lr: float) -> Start:
+    """For ``method == "joint"``: the joint-learning model (monograph eq. 1.2) trained on ``config``'s
+    family (``config.iters`` Adam steps of size ``lr`` on ``meta_batch`` pooled tasks), with
+    ``config``'s algorithm built to adapt it and no run directory. Otherwise ``config`` meta-trained
+    into ``run_dir``."""
+    from innerloop.engine import build
+    from innerloop.engine.trainer import Trainer
+
+    began = time.perf_counter()
+    if method == "joint":
+        family = build.family(config)
+        model, backend = build.model(config, family), build.backend(config)
+        algorithm = build.algorithm(config, model, backend)
+        params = train_joint(family, model, backend, iters=config.iters, meta_batch=meta_batch, lr=lr,
+                             seed=config.seed, progress=False)
+    else:
+        trainer = Trainer(config, run_dir, progress=False)
+        params = trainer.run().params
+        family, algorithm = trainer.family, trainer.algorithm
+    return Start({k: v.detach() for k, v in params.items()}, family, algorithm, time.perf_counter() - began)

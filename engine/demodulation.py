@@ -32,7 +32,6 @@ pilots; reliability diagrams; the decision regions of one held-out device before
 from __future__ import annotations
 
 import base64
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -111,27 +110,15 @@ def _scores(model, adapted_for: dict[int, Params], batch: TaskBatch) -> dict[str
 def run_method(args: tuple[str, int, int, int, str, int | None]) -> dict[str, Any]:
     """Meta-train one method (a run directory under OUT/runs) on an endless stream of devices, or on
     ``devices`` fixed ones, and score it on the held-out devices."""
-    from innerloop.engine import build
-    from innerloop.engine.baselines import train_joint
-    from innerloop.engine.trainer import Trainer
+    from innerloop.engine.baselines import train_start
 
     torch.set_num_threads(1)
     method, iters, tasks, seed, out, devices = args
     config = _config(method, iters, seed, devices)
-    start = time.perf_counter()
-    if method == "joint":
-        family = build.family(config)
-        model, backend = build.model(config, family), build.backend(config)
-        algorithm = build.algorithm(config, model, backend)
-        theta = train_joint(family, model, backend, iters=iters, meta_batch=META_BATCH, lr=OUTER_LR, seed=seed,
-                            progress=False)
-    else:
-        name = method if devices is None else f"{method}-{devices}-devices"
-        trainer = Trainer(config, Path(out) / "runs" / name, progress=False)
-        theta = trainer.run().params
-        family, algorithm = trainer.family, trainer.algorithm
-    seconds = time.perf_counter() - start
-    theta = cast({k: v.detach() for k, v in theta.items()}, algorithm.backend.dtype, algorithm.backend.device)
+    name = method if devices is None else f"{method}-{devices}-devices"
+    start = train_start(method, config, Path(out) / "runs" / name, meta_batch=META_BATCH, lr=OUTER_LR)
+    family, algorithm, seconds = start.family, start.algorithm, start.seconds
+    theta = cast(start.params, algorithm.backend.dtype, algorithm.backend.device)
     batch = held_out(family, tasks, seed)
     adapted = {count: algorithm.adapt(theta, pilots(batch, count)) for count in PILOTS}
     row = {"method": method, "devices": devices, "algo": config.algo, "inner_lr": config.inner_lr,

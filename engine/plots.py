@@ -59,6 +59,8 @@ def adaptation(algorithm, family: TaskFamily, params: Params, path: Path, seed: 
         _spike_raster_panels(algorithm, family.sample(1, gen), params, [0, algorithm.inner_steps], path, title)
     elif family.loss == "cross_entropy":
         _accuracy_panel(algorithm, family.sample(1, gen), params, steps, path, title)
+    elif not getattr(algorithm.model, "predicts_targets", True):  # an objective without targets (sum-rate)
+        _objective_panel(algorithm, family.sample(1, gen), params, steps, path, title)
     else:
         _scatter_panels(algorithm, family.sample(1, gen, queries=200), params, steps, path, title)
 
@@ -76,7 +78,8 @@ def evaluation(result: dict, path: Path, title: str = "") -> None:
         ax.errorbar(xs[order] + 0.08 * (offset - 1), means, yerr=cis, marker="o", capsize=3, label=label)
     ax.set(xlabel="inner steps on the support set", ylabel=f"query {result.get('loss', 'loss')}",
            title=title or f"held-out tasks: {result['tasks']}, shots: {result['shots']}")
-    ax.set_yscale("log")
+    if all(table[s]["mean"] > 0 for table in series.values() for s in table):
+        ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
@@ -164,6 +167,17 @@ def _accuracy_panel(algorithm, task, params, steps, path, title) -> None:
     ax.axhline(1 / int(truth.max() + 1), color="k", ls="--", lw=1, label="chance")
     ax.set(xlabel="inner steps", ylabel="query accuracy", ylim=(0, 1), title=title or "a held-out task")
     ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def _objective_panel(algorithm, task, params, steps, path, title) -> None:
+    """The query objective of one held-out task after n inner steps, for learners whose objective
+    scores no targets (power control: minus the sum-rate)."""
+    values = [float(algorithm.evaluate(params, task, steps=n)[0]) for n in steps]
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    ax.plot(steps, values, marker="o", color="tab:blue")
+    ax.set(xlabel="inner steps", ylabel=f"query {algorithm.model.objective_name}", title=title or "a held-out task")
+    ax.grid(alpha=0.3)
     save_figure(fig, path)
 
 

@@ -31,7 +31,6 @@ predictive mean ± std on one held-out task).
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -112,26 +111,16 @@ def _held_out(family, tasks: int, seed: int):
 
 def _run(args: tuple[str, int, int, int, str]) -> dict[str, Any]:
     """Meta-train one method (a run directory) and evaluate it on held-out tasks."""
-    from innerloop.engine.baselines import train_joint
-    from innerloop.engine.trainer import Trainer
+    from innerloop.engine.baselines import train_start
 
     torch.set_num_threads(1)
     method, iters, tasks, seed, out = args
     if METHODS[method]["options"].get("shots"):
         iters = min(iters, SHOT_ITERS)
     config = _config(method, iters, seed)
-    start = time.perf_counter()
-    if method == "joint":
-        family, model, backend, algorithm = _build(config)
-        theta = train_joint(family, model, backend, iters=iters, meta_batch=META_BATCH, lr=OUTER_LR, seed=seed,
-                            progress=False)
-        trainer_backend = backend
-    else:
-        trainer = Trainer(config, Path(out) / "runs" / method, progress=False)
-        theta = trainer.run().params
-        family, algorithm, trainer_backend = trainer.family, trainer.algorithm, trainer.backend
-    seconds = time.perf_counter() - start
-    theta = {k: v.detach() for k, v in theta.items()}
+    start = train_start(method, config, Path(out) / "runs" / method, meta_batch=META_BATCH, lr=OUTER_LR)
+    family, algorithm, seconds, theta = start.family, start.algorithm, start.seconds, start.params
+    trainer_backend = algorithm.backend
     batch = _held_out(family, tasks, seed).to(torch.float64, "cpu")
     row = {"method": method, "algo": config.algo, "backend": config.backend, "backend_options": config.backend_options,
            "iters": iters, "train_seconds": seconds, "theta": {k: v.tolist() for k, v in theta.items()},

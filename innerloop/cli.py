@@ -322,6 +322,11 @@ def _experiment(args: argparse.Namespace) -> int:
         for method, by_n in document["summary"].items():
             print(f"{method:<12} NMSE (dB) vs training windows: "
                   + ", ".join(f"{n}: {db:.1f}" for n, db in by_n.items()))
+    elif args.name == "power-control":
+        for method, by_k in document["rows"].items():
+            print(f"{method:<8} sum-rate (bit/slot) vs meta-training periods: "
+                  + ", ".join(f"K={k} {v['mean']:.2f}" for k, v in by_k.items()))
+        print("references: " + ", ".join(f"{name} {v['mean']:.2f}" for name, v in document["references"].items()))
     elif args.name == "theory":
         from innerloop.engine.theory_experiment import theory_summary
 
