@@ -15,7 +15,8 @@ import numpy as np  # noqa: E402
 
 from innerloop.engine.plots import save_figure  # noqa: E402
 
-STYLE = {"meta": "tab:red", "joint": "tab:blue", "conventional": "tab:gray", "outdated": "k"}
+STYLE = {"meta": "tab:red", "joint": "tab:blue", "conventional": "tab:gray", "outdated": "k",
+         "lstd-meta": "tab:purple", "lstd-joint": "tab:cyan"}
 
 
 def plot(document: dict[str, Any], path: Path) -> None:
@@ -27,7 +28,7 @@ def plot(document: dict[str, Any], path: Path) -> None:
         ci = np.array([by_n[str(n)]["nmse"]["ci95"] for n in windows])
         db = 10 * np.log10(mean)
         low, high = 10 * np.log10(np.maximum(mean - ci, 1e-12)), 10 * np.log10(mean + ci)
-        ls = ":" if name == "outdated" else "--" if name in ("joint", "conventional") else "-"
+        ls = ":" if name == "outdated" else "--" if name in ("joint", "conventional", "lstd-joint") else "-"
         left.plot(windows, db, marker="o", ms=3, ls=ls, color=STYLE.get(name), label=name)
         left.fill_between(windows, low, high, color=STYLE.get(name), alpha=0.12, lw=0)
     left.set(xscale="log", xlabel="training windows N_tr of the new frame", ylabel="NMSE (dB)",

@@ -22,8 +22,8 @@ SUMMARIES = {
                             "(monograph Fig. 5.4)",
     "channel-coding": "encoder/decoder over a 3-tap channel: BLER vs training iterations on new channels from MAML, "
                       "joint and random starts (monograph §5.3)",
-    "channel-prediction": "closed-form iMAML linear channel predictors vs joint, conventional and outdated CSI "
-                          "(monograph §5.4; no --iters)",
+    "channel-prediction": "closed-form iMAML linear channel predictors, naive and with the long-short-term "
+                          "decomposition, vs joint, conventional and outdated CSI (monograph §5.4; no --iters)",
     "power-control": "REGNN power control over changing topologies: sum-rate vs meta-training periods for joint, "
                      "FOMAML, Reptile and modular meta-learning vs WMMSE and full power (monograph §5.5, Fig. 5.11)",
     "theory": "seed 000 §6–9 on trained meta-learners: Theorem 2's implicit prior, inner-step sensitivity, "

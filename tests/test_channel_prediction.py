@@ -89,12 +89,57 @@ def test_channel_prediction_experiment_end_to_end(tmp_path, monkeypatch):
     assert main(["experiment", "channel-prediction", "--out", str(tmp_path), "--tasks", "3"]) == 0
     document = json.loads((tmp_path / "channel_prediction.json").read_text())
     assert (tmp_path / "channel_prediction.png").stat().st_size > 10_000
-    assert set(document["rows"]) == {"meta", "joint", "conventional", "outdated"}
+    assert set(document["rows"]) == set(experiment.METHODS)
     for method, by_n in document["rows"].items():
         assert set(by_n) == {"1", "4"} and all(entry["nmse"]["n"] == 3 for entry in by_n.values())
         if method != "outdated":
             assert by_n["4"]["lambda"] in experiment.LAMBDAS
     assert len(document["example"]["target"]) == 6
-    assert set(document["rows"]["meta"]["4"]["minus"]) == {"joint", "conventional", "outdated"}
+    assert set(document["rows"]["meta"]["4"]["minus"]) == set(experiment.METHODS) - {"meta"}
+    assert set(document["rows"]["lstd-meta"]["4"]["minus"]) == set(experiment.METHODS) - {"lstd-meta"}
+    assert document["rows"]["lstd-joint"]["4"]["rank"] in experiment.RANKS
     with pytest.raises(ConfigError, match="closed form"):
         experiment.channel_prediction(tmp_path, iters=10)
+
+
+# -- long-short-term decomposition (eq. 5.24) ---------------------------------------------------------------
+
+def _clean_frames(shots, snr_db=80.0):
+    from innerloop.engine.channel_prediction import frames
+
+    return frames(ChannelPrediction(snr_db=snr_db), 6, shots, 20, "meta-test", 0)
+
+
+def test_long_term_basis_spans_the_paths_of_clean_channels():
+    from innerloop.engine.lstd import long_term_basis
+
+    sx, sy, qx, qy = _clean_frames(shots=8)
+    basis = long_term_basis(sx, sy, 4)  # 4 paths: the channels live in a 4-dimensional subspace
+    eye = torch.eye(4, dtype=basis.dtype).expand(6, 4, 4)
+    assert torch.allclose(basis.mH @ basis, eye, atol=1e-10)
+    def missed(basis):  # energy of the frames' later channels outside the span
+        residual = qy - (qy @ basis.conj()) @ basis.mT
+        return float((residual.abs() ** 2).sum() / (qy.abs() ** 2).sum())
+
+    assert missed(basis) < 1e-4 < 1e-2 < missed(long_term_basis(sx, sy, 3))
+    with pytest.raises(ConfigError, match="long-term features R"):
+        long_term_basis(sx, sy, 17)
+
+
+def test_lstd_with_the_newest_tap_and_a_full_basis_is_the_outdated_channel():
+    from innerloop.engine.lstd import long_term_basis, predict_channels
+
+    sx, sy, qx, qy = _clean_frames(shots=3, snr_db=20.0)
+    basis = long_term_basis(sx, sy, 16)  # R = S: B̂B̂ᴴ = I
+    newest = torch.zeros(5, dtype=qx.dtype)
+    newest[0] = 1
+    assert torch.allclose(predict_channels(qx, basis, newest), qx[..., :16], atol=1e-10)
+
+
+def test_lstd_predicts_clean_channels_from_two_windows():
+    from innerloop.engine.channel_prediction import bias, nmse, predict
+
+    test = _clean_frames(shots=2)
+    lstd = nmse(predict("lstd-conventional", bias("lstd-conventional", test, 1e-9, 16), 1e-9, test, 16), test[3])
+    naive = nmse(predict("conventional", bias("conventional", test, 1e-9), 1e-9, test), test[3])
+    assert float(lstd.mean()) < 1e-4 < float(naive.mean())  # 5 filter taps vs 80×16 weights from 2 windows
