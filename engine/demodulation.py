@@ -64,7 +64,7 @@ METHODS: dict[str, dict[str, Any]] = {
 }
 
 
-def _config(method: str, iters: int, seed: int, devices: int | None = None) -> TrainConfig:
+def method_config(method: str, iters: int, seed: int, devices: int | None = None) -> TrainConfig:
     """The run of ``method``, meta-trained on an endless stream of devices or on ``devices`` fixed ones."""
     spec = METHODS[method]
     return TrainConfig(algo=spec["algo"], task=TASK, shots=SHOTS, queries=QUERIES, hidden=HIDDEN, train_tasks=devices,
@@ -114,7 +114,7 @@ def run_method(args: tuple[str, int, int, int, str, int | None]) -> dict[str, An
 
     torch.set_num_threads(1)
     method, iters, tasks, seed, out, devices = args
-    config = _config(method, iters, seed, devices)
+    config = method_config(method, iters, seed, devices)
     name = method if devices is None else f"{method}-{devices}-devices"
     start = train_start(method, config, Path(out) / "runs" / name, meta_batch=META_BATCH, lr=OUTER_LR)
     family, algorithm, seconds = start.family, start.algorithm, start.seconds
@@ -133,7 +133,7 @@ def _scratch(family, batch: TaskBatch, seed: int) -> dict[str, Any]:
     from innerloop.engine import build
     from innerloop.engine.baselines import random_inits
 
-    config = _config("maml", 1, seed)
+    config = method_config("maml", 1, seed)
     model, backend = build.model(config, family), build.backend(config)
     learner, start = Learner(model, "cross_entropy"), random_inits(model, batch.num_tasks, seed, backend)
     adapted = {count: sgd_trajectory(backend, learner, start, batch.support_x[:, :count], batch.support_y[:, :count],
@@ -193,7 +193,7 @@ def prepare_methods(algorithms: list[str] | None, default: list[str], tasks: int
     methods, out = prepare("demodulation method", algorithms or default, list(METHODS), jobs, out)
     if int(tasks) != tasks or tasks < 2:
         raise ConfigError(f"--tasks must be an integer >= 2, got {tasks}", "e.g. --tasks 300")
-    return methods, out, build.family(_config(methods[0], 1, seed))
+    return methods, out, build.family(method_config(methods[0], 1, seed))
 
 
 def demodulation(out: str | Path, iters: int = 3000, tasks: int = 300, algorithms: list[str] | None = None,

@@ -20,6 +20,8 @@ SUMMARIES = {
                     "scratch and MMSE + ML; SER vs pilots and calibration (monograph §5.2)",
     "demodulation-devices": "demodulation SER vs the number of meta-training devices: CAVIA, MAML, joint "
                             "(monograph Fig. 5.4)",
+    "online-demodulation": "online (continual) meta-learning of a demodulator as devices arrive: prequential and "
+                           "held-out SER of CAVIA/MAML with and without replay vs MMSE + ML (monograph §5.2, §7.1.1)",
     "channel-coding": "encoder/decoder over a 3-tap channel: BLER vs training iterations on new channels from MAML, "
                       "joint and random starts (monograph §5.3)",
     "channel-prediction": "closed-form iMAML linear channel predictors, naive and with the long-short-term "

@@ -36,6 +36,7 @@ from innerloop.engine.demodulation import demodulation
 from innerloop.engine.demodulation_devices import demodulation_devices
 from innerloop.engine.experiment_setup import prepare
 from innerloop.engine.neuromorphic import neuromorphic
+from innerloop.engine.online_demodulation import online_demodulation
 from innerloop.engine.power_control import power_control
 from innerloop.engine.quantum_bayes import quantum_bayes
 from innerloop.engine.rundir import atomic_write_json, atomic_write_text
@@ -317,10 +318,12 @@ def _figure_plot(document, methods, data, task_counts, path: Path) -> None:
 
 EXPERIMENTS = {"algorithm-table": algorithm_table, "figure-2.4": figure_2_4, "neuromorphic": neuromorphic,
                "quantum-bayes": quantum_bayes, "demodulation": demodulation,
-               "demodulation-devices": demodulation_devices, "channel-coding": channel_coding,
+               "demodulation-devices": demodulation_devices, "online-demodulation": online_demodulation,
+               "channel-coding": channel_coding,
                "channel-prediction": channel_prediction, "power-control": power_control, "theory": theory}
 OUTPUTS = {"algorithm-table": "algorithm_table", "figure-2.4": "figure_2_4", "neuromorphic": "neuromorphic",
            "quantum-bayes": "quantum_bayes", "demodulation": "demodulation",
-           "demodulation-devices": "demodulation_devices", "channel-coding": "channel_coding",
+           "demodulation-devices": "demodulation_devices", "online-demodulation": "online_demodulation",
+           "channel-coding": "channel_coding",
            "channel-prediction": "channel_prediction", "power-control": "power_control",
            "theory": "implicit-prior"}

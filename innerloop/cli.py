@@ -322,6 +322,12 @@ def _experiment(args: argparse.Namespace) -> int:
         for method, by_n in document["summary"].items():
             print(f"{method:<12} NMSE (dB) vs training windows: "
                   + ", ".join(f"{n}: {db:.1f}" for n, db in by_n.items()))
+    elif args.name == "online-demodulation":
+        for method, row in document["rows"].items():
+            print(f"{method:<12} prequential SER {row['prequential_mean']['mean']:.3f} (last quarter "
+                  f"{row['last_quarter']['mean']:.3f}); held-out SER {row['held_out'][-1]['mean']:.3f}")
+        print(f"MMSE + ML    prequential SER {document['mmse_ml']['prequential_mean']['mean']:.3f}; held-out SER "
+              f"{document['mmse_ml']['held_out']['mean']:.3f}")
     elif args.name == "power-control":
         for method, by_k in document["rows"].items():
             print(f"{method:<8} sum-rate (bit/slot) vs meta-training periods: "

@@ -1,0 +1,134 @@
+"""``innerloop experiment online-demodulation``: meta-learning a demodulator online, as devices arrive
+(monograph §5.2's online paragraph and §7.1.1; Park et al. [109]).
+
+Devices of the ``demodulation`` family arrive one at a time: 4 pilots (the support set) and 256
+further known symbols (the query set) each, the same sequence for every method. Each arrival is
+first demodulated with the current meta-parameters adapted on its 4 pilots — its SER on the 256
+symbols is the prequential score — and then used for one Adam step (0.003) on its meta-gradient
+(:func:`innerloop.engine.online.online_meta_learning`). Methods, with the demodulation experiment's
+networks and inner loops:
+
+* ``cavia`` and ``maml`` — no revisiting: the meta-gradient of the arriving device alone;
+* ``cavia-replay`` — follow-the-meta-leader style: the arriving device and ``REPLAY`` devices
+  drawn from those stored so far (16 per step, the offline meta-batch).
+
+References on the same arrivals: the model-based receiver (MMSE channel estimate from the 4 pilots,
+then ML detection). Every ``iters``/``CHECKS`` arrivals the meta-parameters are also scored on
+``tasks`` held-out devices (4 pilots, 1000 test symbols), against MMSE + ML on those devices.
+Writes ``online_demodulation.json`` and ``online_demodulation.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from innerloop.engine.calibration import class_probabilities
+from innerloop.engine.comms import ml_detect, mmse_channel_estimate
+from innerloop.engine.demodulation import OUTER_LR, SHOTS, held_out, method_config, model_based, pilots
+from innerloop.engine.errors import ConfigError
+from innerloop.engine.params import Params
+from innerloop.engine.rundir import atomic_write_json
+from innerloop.engine.stats import summarize
+from innerloop.engine.tasks import TaskBatch, derive_seed, generator_for
+
+METHODS: dict[str, dict[str, Any]] = {"cavia": {"base": "cavia", "replay": 0},
+                                      "cavia-replay": {"base": "cavia", "replay": 15},
+                                      "maml": {"base": "maml", "replay": 0}}
+CHECKS, REPLAY = 10, 15
+
+
+def device_ser(algorithm, params: Params, batch: TaskBatch) -> torch.Tensor:
+    """Per-device SER [B] of the demodulator adapted on the support pilots, on the query symbols."""
+    adapted = algorithm.adapt(params, batch)
+    with torch.no_grad():
+        decisions = class_probabilities(algorithm.model, adapted, batch.query_x).argmax(-1)
+    return (decisions != batch.query_y).double().mean(dim=1)
+
+
+def mmse_ml_ser(family, batch: TaskBatch) -> torch.Tensor:
+    """Per-device SER [B] of ML detection with the MMSE channel estimate from the support pilots."""
+    def complex_of(x: torch.Tensor) -> torch.Tensor:
+        return torch.complex(x[..., 0].double(), x[..., 1].double())
+
+    channel = mmse_channel_estimate(family.constellation[batch.support_y], complex_of(batch.support_x),
+                                    family.noise_var)
+    decisions = ml_detect(complex_of(batch.query_x), channel, family.constellation)
+    return (decisions != batch.query_y).double().mean(dim=1)
+
+
+def arrivals(family, seed: int):
+    """The endless, seeded sequence of arriving devices (one per batch), the same for every method."""
+    stream = family.stream("meta-train", seed)
+    while True:
+        yield stream.next(1)
+
+
+def _run(args: tuple[str, int, int, int]) -> dict[str, Any]:
+    """One method's online run (a worker process)."""
+    from innerloop.engine import build
+    from innerloop.engine.online import online_meta_learning
+
+    torch.set_num_threads(1)
+    method, iters, tasks, seed = args
+    spec = METHODS[method]
+    config = method_config(spec["base"], iters, seed)
+    family = build.family(config)
+    model, backend = build.model(config, family), build.backend(config)
+    algorithm = build.algorithm(config, model, backend)
+    algorithm.seed(derive_seed(seed, "algorithm"))
+    params = algorithm.init_params(generator_for(seed, "init"), backend.dtype, backend.device)
+    test = pilots(held_out(family, tasks, seed), SHOTS)
+    checks = {round(iters * (i + 1) / CHECKS) for i in range(CHECKS)}
+    curve = [{"devices": 0, **summarize(device_ser(algorithm, params, test))}]
+
+    def check(t: int, current: Params) -> None:
+        if t in checks:
+            curve.append({"devices": t, **summarize(device_ser(algorithm, current, test))})
+
+    began = time.perf_counter()
+    run = online_meta_learning(algorithm, params, islice(arrivals(family, seed), iters), lr=OUTER_LR,
+                               score=lambda p, b: device_ser(algorithm, p, b), replay=spec["replay"],
+                               generator=generator_for(seed, "online/replay"), callback=check, progress=False)
+    return {"method": method, "prequential": run.prequential, "held_out": curve,
+            "seconds": time.perf_counter() - began}
+
+
+def online_demodulation(out: str | Path, iters: int = 3000, tasks: int = 300, algorithms: list[str] | None = None,
+                        seed: int = 0, jobs: int = 1) -> dict[str, Any]:
+    """Run the experiment (see the module docstring); returns the JSON document it writes."""
+    from innerloop.engine import build
+    from innerloop.engine.experiment_setup import prepare
+    from innerloop.engine.online_demodulation_plots import plot
+
+    methods, out = prepare("online-demodulation method", algorithms, list(METHODS), jobs, out)
+    if int(iters) != iters or iters < 4 or int(tasks) != tasks or tasks < 2:
+        raise ConfigError(f"need --iters >= 4 arriving devices and --tasks >= 2 held-out devices, got {iters} and "
+                          f"{tasks}", "e.g. --iters 1000 --tasks 300")
+    family = build.family(method_config("cavia", 1, seed))
+    stream = torch.cat([mmse_ml_ser(family, batch) for batch in islice(arrivals(family, seed), iters)])
+    reference = model_based(family, held_out(family, tasks, seed))["mmse-ml"]["ser"][str(SHOTS)]
+    rows = {}
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for row in pool.map(_run, [(m, iters, tasks, seed) for m in methods]):
+            prequential = torch.tensor(row["prequential"], dtype=torch.float64)
+            rows[row["method"]] = {
+                "replay": METHODS[row["method"]]["replay"], "prequential": row["prequential"],
+                "prequential_mean": summarize(prequential), "last_quarter": summarize(prequential[-(iters // 4):]),
+                "minus_mmse_ml_last_quarter": summarize((prequential - stream)[-(iters // 4):]),
+                "held_out": row["held_out"], "seconds": row["seconds"]}
+            print(f"[online-demodulation] {row['method']:<12} prequential SER {float(prequential.mean()):.3f} "
+                  f"(last quarter {float(prequential[-(iters // 4):].mean()):.3f}); held-out SER after {iters} "
+                  f"devices {row['held_out'][-1]['mean']:.3f}  ({row['seconds']:.0f}s)", flush=True)
+    document = {"experiment": "online-demodulation", "task_options": family.config(), "devices": iters,
+                "held_out_devices": tasks, "seed": seed, "pilots": SHOTS, "outer_lr": OUTER_LR, "replay": REPLAY,
+                "rows": rows, "mmse_ml": {"prequential": stream.tolist(), "prequential_mean": summarize(stream),
+                                          "held_out": {k: v for k, v in reference.items() if k != "errors"}}}
+    atomic_write_json(out / "online_demodulation.json", document)
+    plot(document, out / "online_demodulation.png")
+    return document
