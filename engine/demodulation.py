@@ -96,15 +96,18 @@ def _ser_entry(errors: torch.Tensor, symbols: int) -> dict[str, Any]:
 
 
 def _scores(model, adapted_for: dict[int, Params], batch: TaskBatch) -> dict[str, Any]:
-    """SER per pilot count, and the reliability diagram at CALIBRATION_PILOTS."""
-    ser, calibration = {}, None
+    """SER and expected calibration error per pilot count, and the reliability diagram at
+    CALIBRATION_PILOTS."""
+    ser, ece, calibration = {}, {}, None
     for count, adapted in adapted_for.items():
         with torch.no_grad():
             probabilities = class_probabilities(model, adapted, batch.query_x)
         ser[str(count)] = _ser_entry(symbol_errors(probabilities.argmax(-1), batch.query_y), batch.query_y.shape[1])
+        diagram = reliability(probabilities, batch.query_y)
+        ece[str(count)] = diagram["ece"]
         if count == CALIBRATION_PILOTS:
-            calibration = reliability(probabilities, batch.query_y)
-    return {"ser": ser, "calibration": calibration}
+            calibration = diagram
+    return {"ser": ser, "ece_by_pilots": ece, "calibration": calibration}
 
 
 def run_method(args: tuple[str, int, int, int, str, int | None]) -> dict[str, Any]:
@@ -125,7 +128,23 @@ def run_method(args: tuple[str, int, int, int, str, int | None]) -> dict[str, An
            "inner_steps": config.inner_steps, "iters": iters, "train_seconds": seconds,
            **_scores(algorithm.model, adapted, batch)}
     row["regions"] = decision_regions(algorithm, theta, batch)
+    if hasattr(algorithm.model, "particles"):  # BMAML: how each particle of the mixture does on its own
+        row["particles"] = particle_scores(algorithm.model, adapted[CALIBRATION_PILOTS], batch)
     return row
+
+
+def particle_scores(ensemble, adapted: Params, batch: TaskBatch) -> list[dict[str, float]]:
+    """SER, ECE and mean confidence of each particle of an ensemble's adapted parameters [B, M, ...]
+    used alone, on the query symbols."""
+    scores = []
+    for m in range(ensemble.particles):
+        with torch.no_grad():
+            probabilities = class_probabilities(ensemble.inner, {k: v[:, m] for k, v in adapted.items()},
+                                                batch.query_x)
+        scores.append({"ser": float((probabilities.argmax(-1) != batch.query_y).double().mean()),
+                       "ece": reliability(probabilities, batch.query_y)["ece"],
+                       "confidence": float(probabilities.max(-1).values.double().mean())})
+    return scores
 
 
 def _scratch(family, batch: TaskBatch, seed: int) -> dict[str, Any]:
@@ -250,20 +269,23 @@ def summary(document: dict[str, Any]) -> dict[str, Any]:
         for name in document["rows"] if name != "joint"}
     if {"bmaml", "maml"} <= set(ece):
         checks["bmaml_ece_below_maml"] = ece["bmaml"] < ece["maml"]
+        by_pilots = {name: document["rows"][name].get("ece_by_pilots", {}).get(few) for name in ("bmaml", "maml")}
+        if None not in by_pilots.values():
+            checks[f"bmaml_ece_below_maml_at_{few}_pilots"] = by_pilots["bmaml"] < by_pilots["maml"]
     return {"ser": table, "lowest_ser_without_genie": lowest, "paired_differences": versus, "ece": ece,
             "checks": checks}
 
 
 def demodulation_table(document: dict[str, Any]) -> str:
     """SER ± 95% CI per method (rows) and meta-test pilot count (columns), with each learned
-    method's ECE at CALIBRATION_PILOTS, as Markdown."""
+    method's ECE at the meta-training pilot count and at CALIBRATION_PILOTS, as Markdown."""
     pilots = [str(n) for n in document["pilots"]]
-    calibration = f"ECE at {document['calibration_pilots']}"
-    lines = ["| method | " + " | ".join(f"SER, {n} pilot{'s' * (n != '1')}" for n in pilots) + f" | {calibration} |",
-             "|---|" + "---|" * (len(pilots) + 1)]
+    counts = [str(document["meta_train_pilots"]), str(document["calibration_pilots"])]
+    lines = ["| method | " + " | ".join(f"SER, {n} pilot{'s' * (n != '1')}" for n in pilots) + " | "
+             + " | ".join(f"ECE at {n}" for n in counts) + " |", "|---|" + "---|" * (len(pilots) + len(counts))]
     for name, entry in {**document["rows"], **document["baselines"]}.items():
         cells = [f"{entry['ser'][n]['mean']:.3f} ± {entry['ser'][n]['ci95']:.3f}" for n in pilots]
-        ece = entry.get("calibration")
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ece['ece']:.3f} |" if ece else
-                     f"| {name} | " + " | ".join(cells) + " | – |")
+        ece = entry.get("ece_by_pilots", {})
+        cells += [f"{ece[n]:.3f}" if n in ece else "–" for n in counts]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

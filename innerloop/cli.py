@@ -107,12 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("name", help="; ".join(f"{name}: {summary}" for name, summary in SUMMARIES.items()))
     ex.add_argument("--out", default=None, help="output directory (default runs/experiment-NAME)")
     ex.add_argument("--iters", type=int, default=None,
-                    help="meta-iterations per run (default 2000; figure, quantum-bayes: 1000; neuromorphic: 400; "
-                    "demodulation, demodulation-devices: 3000; channel-coding: 2000)")
+                    help="meta-iterations per run (default 2000; figure, quantum-bayes, power-control: 1000; "
+                    "neuromorphic: 400; demodulation, demodulation-devices: 3000; online-demodulation: 3000 "
+                    "arriving devices)")
     ex.add_argument("--tasks", type=int, default=None,
-                    help="held-out tasks per run (default 500; figure, quantum-bayes, channel-prediction: 200; "
-                    "neuromorphic, demodulation, demodulation-devices: 300; channel-coding: 100)")
-    ex.add_argument("--algos", default=None, help="comma-separated subset of algorithms (default: all)")
+                    help="held-out tasks per run (default 500; figure, quantum-bayes, channel-prediction, "
+                    "power-control: 200; neuromorphic, demodulation, demodulation-devices, online-demodulation: 300; "
+                    "channel-coding: 100)")
+    ex.add_argument("--algos", default=None,
+                    help="comma-separated subset of algorithms, methods or (theory) parts (default: all)")
     ex.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     ex.add_argument("--jobs", type=int, default=1, help="runs in parallel worker processes (default 1)")
     ex.set_defaults(handler=_experiment)

@@ -214,3 +214,26 @@ def test_eval_compares_several_runs(tmp_path, capsys):
                     "--out", protonet, "--quiet"], capsys)[0] == 0
     code, _, err = run_cli(["eval", runs[0], protonet, "--tasks", "10", "--quiet"], capsys)
     assert code == 2 and "cannot compare runs of different kinds" in err
+
+
+def test_experiment_help_states_every_non_standard_default():
+    """The --iters/--tasks help is hand-written (building it must not import torch): it names every
+    experiment whose default differs from 2000 iterations / 500 tasks, with that default."""
+    import inspect
+    import re
+
+    from innerloop.cli import _parser
+    from innerloop.engine.experiments import EXPERIMENTS
+
+    sub = next(a for a in _parser()._actions if a.dest == "command").choices["experiment"]
+    for option, standard in (("iters", 2000), ("tasks", 500)):
+        text = " ".join(next(a.help for a in sub._actions if a.dest == option).split())
+        stated = {}  # "(default 2000; a, b: 1000; c: 300 ...)" -> {a: 1000, b: 1000, c: 300}
+        for group in text[text.index("(") + 1:text.rindex(")")].split(";")[1:]:
+            names, value = group.split(":")
+            for name in names.split(","):
+                stated[name.strip()] = int(re.match(r"\s*(\d+)", value).group(1))
+        for name, fn in EXPERIMENTS.items():
+            default = inspect.signature(fn).parameters[option].default
+            if default not in (standard, None):
+                assert stated.get("figure" if name == "figure-2.4" else name) == default, (name, option, default)

@@ -163,6 +163,10 @@ def test_demodulation_experiment_end_to_end(tmp_path, capsys):
     genie = {s["mean"] for s in document["baselines"]["genie-ml"]["ser"].values()}
     assert len(genie) == 1  # the true channel needs no pilots
     assert sum(document["rows"]["bmaml"]["calibration"]["count"]) == 3 * document["eval_symbols"]
+    assert "ECE at 4" in printed and set(document["rows"]["cavia"]["ece_by_pilots"]) == {str(n) for n in PILOTS}
+    particles = document["rows"]["bmaml"]["particles"]  # each particle alone, at the calibration pilot count
+    assert len(particles) == 5 and all(0 <= p["ece"] <= 1 and 0 < p["confidence"] <= 1 for p in particles)
+    assert "particles" not in document["rows"]["cavia"]
     assert (tmp_path / "runs" / "cavia" / "checkpoint.pt").is_file()
     from innerloop.engine.demodulation import region_map
 
@@ -184,12 +188,14 @@ def test_demodulation_experiment_rejects_unknown_methods(tmp_path):
 def test_demodulation_summary_pairs_devices_and_checks_the_claims():
     from innerloop.engine.demodulation import summary
 
-    def entry(errors_at_4, ece=None):
+    def entry(errors_at_4, ece=None, ece_at_4=None):
         ser = {n: {"mean": sum(e) / len(e) / 100, "ci95": 0.0, "errors": e} for n, e in (("4", errors_at_4),)}
-        return {"ser": ser, "calibration": {"ece": ece}} if ece is not None else {"ser": ser}
+        if ece is None:
+            return {"ser": ser}
+        return {"ser": ser, "calibration": {"ece": ece}, "ece_by_pilots": {"4": ece_at_4}}
 
     document = {"pilots": [4], "eval_symbols": 100, "meta_train_pilots": 4,
-                "rows": {"maml": entry([10, 20, 30], 0.08), "bmaml": entry([31, 41, 51], 0.02)},
+                "rows": {"maml": entry([10, 20, 30], 0.08, 0.01), "bmaml": entry([31, 41, 51], 0.02, 0.05)},
                 "baselines": {"mmse-ml": entry([30, 40, 50]), "scratch": entry([60, 60, 60]),
                               "genie-ml": entry([0, 0, 0])}}
     result = summary(document)
@@ -197,7 +203,8 @@ def test_demodulation_summary_pairs_devices_and_checks_the_claims():
     assert result["paired_differences"]["bmaml - mmse-ml"]["4"]["mean"] == pytest.approx(0.01)
     assert result["paired_differences"]["bmaml - mmse-ml"]["4"]["ci95"] == 0  # the same +1 on every device
     assert result["checks"] == {"maml_beats_mmse_ml_and_scratch_at_4_pilots": True,
-                                "bmaml_beats_mmse_ml_and_scratch_at_4_pilots": False, "bmaml_ece_below_maml": True}
+                                "bmaml_beats_mmse_ml_and_scratch_at_4_pilots": False, "bmaml_ece_below_maml": True,
+                                "bmaml_ece_below_maml_at_4_pilots": False}
     assert result["lowest_ser_without_genie"] == {"4": "maml"}
 
 
