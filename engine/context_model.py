@@ -23,6 +23,9 @@ class ContextModel:
     def __init__(self, model: MLP, context_dim: int) -> None:
         if int(context_dim) != context_dim or context_dim < 1:
             raise ConfigError(f"context_dim must be a positive integer, got {context_dim}", "e.g. context_dim=4")
+        if not isinstance(model, MLP):
+            raise ConfigError(f"CAVIA appends its context to the input of an MLP, and this task's learner is {model!r}",
+                              "use maml, fomaml, reptile or anil on this task")
         self.context_dim = int(context_dim)
         self.inner = model
         self.network = MLP(model.in_dim + self.context_dim, model.hidden, model.out_dim, model.activation, model.bias)

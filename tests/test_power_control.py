@@ -163,3 +163,17 @@ def test_power_control_experiment_end_to_end(tmp_path, monkeypatch):
     assert set(document["minus_joint"]) == {"fomaml", "reptile", "modular"}
     with pytest.raises(ConfigError, match="unknown power-control method"):
         experiment.power_control(tmp_path, algorithms=["maml2"])
+
+
+def test_algorithms_that_cannot_run_a_family_learner_say_so():
+    from innerloop.engine.algorithms import ALGORITHMS
+    from innerloop.engine.link_autoencoder import LinkAutoencoder
+
+    backend, regnn = backends.get("cpu"), REGNN(4, (3,))
+    with pytest.raises(ConfigError, match="own objective 'negative_sum_rate'"):
+        ALGORITHMS["bmaml"](regnn, backend)  # its particles would be scored by MSE against the link mask
+    with pytest.raises(ConfigError, match="context to the input of an MLP"):
+        ALGORITHMS["cavia"](regnn, backend)
+    with pytest.raises(ConfigError, match="one module per layer"):
+        ALGORITHMS["modular"](LinkAutoencoder(16, 4, 3, (4,)), backend)
+    ALGORITHMS["modular"](regnn, backend)  # layer-named filters: one module per REGNN layer

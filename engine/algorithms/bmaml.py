@@ -65,6 +65,12 @@ class BMAML(MetaAlgorithm):
         self.temperature, self.first_order = float(temperature), bool(first_order)
         if self.first_order:
             self.requires = frozenset({"loss", "loss_and_grad"})
+        inner = model.inner if isinstance(model, Ensemble) else model
+        if hasattr(inner, "objective_name"):  # e.g. the REGNN's minus sum-rate: no likelihood of targets to mix
+            raise ConfigError(
+                f"BMAML's particles need a likelihood of the task's targets (eqs. 2.33–2.35), but {inner!r} is "
+                f"trained on its own objective '{inner.objective_name}'",
+                "use maml, fomaml, reptile, imaml or modular on this task")
         if not isinstance(model, Ensemble):
             model = Ensemble(model, particles)
         super().__init__(model, backend, inner_lr, inner_steps, loss)

@@ -16,6 +16,8 @@ Alet et al.'s BounceGrad.
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from innerloop.backends.base import Backend
@@ -42,8 +44,13 @@ class ModularMetaLearning(MetaAlgorithm):
         if not 0 < cooling <= 1:
             raise ConfigError(f"cooling must be in (0, 1], got {cooling}", "e.g. cooling=0.9")
         self.modules, self.temperature, self.cooling = int(modules), float(temperature), float(cooling)
+        names = list(model.shapes())
+        if not all(re.fullmatch(r"layer\d+\.\w+", name) for name in names):
+            raise ConfigError(f"modular meta-learning picks one module per layer 'layer<l>.*', but {model!r} has "
+                              f"parameters {', '.join(names[:3])}{', …' if len(names) > 3 else ''}",
+                              "use maml, fomaml or reptile on this task")
         super().__init__(model, backend, inner_lr, inner_steps, loss)
-        self.layers = sorted({k.partition(".")[0] for k in model.shapes()}, key=lambda n: int(n[5:]))
+        self.layers = sorted({k.partition(".")[0] for k in names}, key=lambda n: int(n[5:]))
 
     # -- meta-parameters: a pool of candidates per parameter -------------------------------
     def init_params(self, generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
