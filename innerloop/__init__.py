@@ -8,7 +8,7 @@
 """
 
 from innerloop import backends
-from innerloop.engine import algorithms, losses, models, tasks
+from innerloop.engine import algorithms, losses, models, tasks, theory
 from innerloop.engine.errors import (
     BackendUnavailableError,
     CapabilityError,
@@ -23,5 +23,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError", "CapabilityError", "CheckpointError", "ConfigError", "InnerloopError",
-    "NonFiniteError", "ShapeError", "algorithms", "backends", "losses", "models", "tasks",
+    "NonFiniteError", "ShapeError", "algorithms", "backends", "losses", "models", "tasks", "theory",
 ]

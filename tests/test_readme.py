@@ -36,3 +36,14 @@ def test_amortized_python_example_runs():
     exec(compile(example, "README.md", "exec"), namespace)
     assert namespace["nll"].shape == (16,)
     assert set(namespace["grad"]) == set(namespace["params"])
+
+
+def test_theory_python_example_runs():
+    (example,) = [b for b in _blocks("python") if "il.theory" in b]
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert float(namespace["precision"][0]) == 20.0  # 1/(Nα) at zero curvature
+    bound = namespace["bound"]
+    assert bound.tasks == 1000 and bound.bound == bound.empirical + bound.across_task + bound.within_task
+    expected = (2 * namespace["smoothness"] * 1.0 + namespace["variance"]) / 1000 ** 0.5
+    assert abs(namespace["rate"] - expected) <= 1e-12 * expected

@@ -5,3 +5,14 @@ convergence constants of MAML (§8) and the meta-gradient variance across task b
 Each module is a set of pure functions on tensors and backend primitives; the experiment that
 puts them to work on trained meta-learners is ``innerloop experiment theory``.
 """
+
+from innerloop.engine.theory import (
+    constants,
+    convergence,
+    gradient_variance,
+    implicit_prior,
+    pac_bayes,
+    pac_bayes_maml,
+)
+
+__all__ = ["constants", "convergence", "gradient_variance", "implicit_prior", "pac_bayes", "pac_bayes_maml"]
