@@ -66,18 +66,19 @@ def kind(method: str) -> tuple[str, bool]:
     return method.removeprefix("lstd-"), method.startswith("lstd-")
 
 
-def _reduced(frames_: tuple[torch.Tensor, ...], rank: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """(the frames' long-term bases from their training windows, the amplitude regression tasks)."""
+def _reduced(frames_: tuple[torch.Tensor, ...], rank: int) -> tuple[torch.Tensor, ...]:
+    """The frames' amplitude regression tasks (support and query), on the long-term bases estimated
+    from their training windows."""
     sx, sy, qx, qy = frames_
     basis = long_term_basis(sx, sy, rank)
-    return basis, (*short_term_windows(sx, sy, basis), *short_term_windows(qx, qy, basis))
+    return (*short_term_windows(sx, sy, basis), *short_term_windows(qx, qy, basis))
 
 
 def bias(method: str, train: tuple[torch.Tensor, ...], lam: float, rank: int | None = None) -> torch.Tensor:
     """The bias of ``method`` from the meta-training frames: Θ [SL, S] for the naïve predictor, the
     filter bias [L] for LSTD (``rank`` long-term features)."""
     base, decomposed = kind(method)
-    sx, sy, qx, qy = _reduced(train, rank)[1] if decomposed else train
+    sx, sy, qx, qy = _reduced(train, rank) if decomposed else train
     if base == "meta":
         return imaml_ridge_meta_solution(sx, sy, qx, qy, lam)
     if base == "joint":
@@ -93,9 +94,9 @@ def predict(method: str, theta: torch.Tensor | None, lam: float, frames_: tuple[
     sx, sy, qx, qy = frames_
     if method == "outdated":
         return qx[..., :qy.shape[-1]]
-    if kind(method)[1]:
-        basis, (rsx, rsy, _, _) = _reduced(frames_, rank)
-        return predict_channels(qx, basis, ridge_adapted(rsx, rsy, theta, lam))
+    if kind(method)[1]:  # only the support windows are reduced: the query's amplitudes come from predict_channels
+        basis = long_term_basis(sx, sy, rank)
+        return predict_channels(qx, basis, ridge_adapted(*short_term_windows(sx, sy, basis), theta, lam))
     return qx @ ridge_adapted(sx, sy, theta, lam)
 
 

@@ -160,24 +160,29 @@ def _scratch(family, batch: TaskBatch, seed: int) -> dict[str, Any]:
     return {"method": "scratch", "steps": SCRATCH_STEPS, "lr": BASELINE_LR, **_scores(model, adapted, batch)}
 
 
+def complex_symbols(x: torch.Tensor) -> torch.Tensor:
+    """Received points (Re y, Im y) [..., 2] as complex y [...]."""
+    return torch.complex(x[..., 0].double(), x[..., 1].double())
+
+
+def mmse_ml_decisions(family, batch: TaskBatch, count: int) -> torch.Tensor:
+    """Symbol decisions [B, N] on the query points: ML detection with the MMSE channel estimate from the
+    first ``count`` pilots of each device (the model-based receiver)."""
+    channel = mmse_channel_estimate(family.constellation[batch.support_y[:, :count]],
+                                    complex_symbols(batch.support_x[:, :count]), family.noise_var)
+    return ml_detect(complex_symbols(batch.query_x), channel, family.constellation)
+
+
 def model_based(family, batch: TaskBatch) -> dict[str, dict[str, Any]]:
     """SER on the held-out devices ``batch`` of ML detection with the MMSE channel estimate from Ñ_tr
     pilots, and with the true channel."""
-
-    def complex_of(x: torch.Tensor) -> torch.Tensor:
-        return torch.complex(x[..., 0].double(), x[..., 1].double())
-
-    constellation, received = family.constellation, complex_of(batch.query_x)
-    pilot_rx, pilot_symbols = complex_of(batch.support_x), family.constellation[batch.support_y]
-
-    def ser(channel: torch.Tensor) -> dict[str, Any]:
-        return _ser_entry(symbol_errors(ml_detect(received, channel, constellation), batch.query_y), EVAL_SYMBOLS)
+    def ser(decisions: torch.Tensor) -> dict[str, Any]:
+        return _ser_entry(symbol_errors(decisions, batch.query_y), EVAL_SYMBOLS)
 
     true_channel = torch.complex(batch.task_params["channel_real"].double(), batch.task_params["channel_imag"].double())
-    mmse = {str(n): ser(mmse_channel_estimate(pilot_symbols[:, :n], pilot_rx[:, :n], family.noise_var))
-            for n in PILOTS}
-    return {"mmse-ml": {"method": "mmse-ml", "ser": mmse},
-            "genie-ml": {"method": "genie-ml", "ser": {str(n): ser(true_channel) for n in PILOTS}}}
+    genie = ser(ml_detect(complex_symbols(batch.query_x), true_channel, family.constellation))
+    return {"mmse-ml": {"method": "mmse-ml", "ser": {str(n): ser(mmse_ml_decisions(family, batch, n)) for n in PILOTS}},
+            "genie-ml": {"method": "genie-ml", "ser": {str(n): genie for n in PILOTS}}}
 
 
 def decision_regions(algorithm, theta: Params, batch: TaskBatch, device: int = 0, size: int = 101) -> dict[str, Any]:

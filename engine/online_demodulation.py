@@ -29,8 +29,15 @@ from typing import Any
 import torch
 
 from innerloop.engine.calibration import class_probabilities
-from innerloop.engine.comms import ml_detect, mmse_channel_estimate
-from innerloop.engine.demodulation import OUTER_LR, SHOTS, held_out, method_config, model_based, pilots
+from innerloop.engine.demodulation import (
+    OUTER_LR,
+    SHOTS,
+    held_out,
+    method_config,
+    mmse_ml_decisions,
+    model_based,
+    pilots,
+)
 from innerloop.engine.errors import ConfigError
 from innerloop.engine.params import Params
 from innerloop.engine.rundir import atomic_write_json
@@ -52,13 +59,8 @@ def device_ser(algorithm, params: Params, batch: TaskBatch) -> torch.Tensor:
 
 
 def mmse_ml_ser(family, batch: TaskBatch) -> torch.Tensor:
-    """Per-device SER [B] of ML detection with the MMSE channel estimate from the support pilots."""
-    def complex_of(x: torch.Tensor) -> torch.Tensor:
-        return torch.complex(x[..., 0].double(), x[..., 1].double())
-
-    channel = mmse_channel_estimate(family.constellation[batch.support_y], complex_of(batch.support_x),
-                                    family.noise_var)
-    decisions = ml_detect(complex_of(batch.query_x), channel, family.constellation)
+    """Per-device SER [B] of the model-based receiver using all the support pilots."""
+    decisions = mmse_ml_decisions(family, batch, batch.support_y.shape[1])
     return (decisions != batch.query_y).double().mean(dim=1)
 
 
