@@ -1,5 +1,5 @@
 """The figures of ``innerloop experiment theory``, one per part (seed 000 Figs. 12, 13, 16, 17 and
-Theorem 2)."""
+Theorem 2; the monograph ch. 4 parts' figures are in :mod:`theory_generalization_plots`)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from innerloop.engine import theory_generalization_plots as generalization  # noqa: E402
 from innerloop.engine.plots import save_figure  # noqa: E402
 
 Document = dict[str, Any]
@@ -142,4 +143,6 @@ def pac_bayes(document: Document, path: Path) -> None:
 
 PLOTS: dict[str, Callable[[Document, Path], None]] = {
     "implicit-prior": implicit_prior, "inner-steps": inner_steps, "gradient-variance": gradient_variance,
-    "convergence": convergence, "pac-bayes": pac_bayes}
+    "convergence": convergence, "pac-bayes": pac_bayes, "information-bounds": generalization.information_bounds,
+    "task-similarity": generalization.task_similarity, "excess-meta-risk": generalization.excess_meta_risk,
+    "meta-linear-regression": generalization.meta_linear_regression}

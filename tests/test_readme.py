@@ -39,7 +39,7 @@ def test_amortized_python_example_runs():
 
 
 def test_theory_python_example_runs():
-    (example,) = [b for b in _blocks("python") if "il.theory" in b]
+    (example,) = [b for b in _blocks("python") if "il.theory.implicit_prior" in b]
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)
     assert float(namespace["precision"][0]) == 20.0  # 1/(Nα) at zero curvature
@@ -47,3 +47,13 @@ def test_theory_python_example_runs():
     assert bound.tasks == 1000 and bound.bound == bound.empirical + bound.across_task + bound.within_task
     expected = (2 * namespace["smoothness"] * 1.0 + namespace["variance"]) / 1000 ** 0.5
     assert abs(namespace["rate"] - expected) <= 1e-12 * expected
+
+
+def test_generalization_theory_python_example_runs(capsys):
+    (example,) = [b for b in _blocks("python") if "il.theory.bernoulli_environment" in b]
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    meta, memr = namespace["meta"], namespace["memr"]
+    assert abs(meta["gen_error"]) <= meta["bound"] and meta["tasks"] == 4
+    assert memr["memr"]["mean"] <= memr["bound"] and memr["tasks"] == 8
+    assert "|ΔL_avg|" in capsys.readouterr().out

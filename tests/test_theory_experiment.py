@@ -6,6 +6,7 @@ import json
 import pytest
 
 from innerloop.engine import theory_experiment as experiment
+from innerloop.engine import theory_generalization as generalization
 from innerloop.engine.errors import ConfigError
 
 
@@ -16,6 +17,11 @@ def small(monkeypatch):
                         ("PAC_POSTERIOR_STDS", (0.1, 0.2)), ("TEST_STEPS", (0, 1, 5)), ("CONSTANT_TASKS", 4),
                         ("CONSTANT_POPULATION", 40)):
         monkeypatch.setattr(experiment, name, value)
+    for name, value in (("SINGLE_POINTS", (2, 8)), ("META_TASKS", (1, 3)), ("META_POINTS", (2, 4)),
+                        ("META_BETAS", (1.0, 30.0)), ("EXAMPLE_POINTS", (1, 10)), ("SPREADS", (0.1, 0.3)),
+                        ("MEMR_TASKS", (1, 4)), ("MEMR_DRAWS", 50), ("MLR_TASKS", (3, 8)), ("MLR_POINTS", (6,)),
+                        ("MLR_REPLICATES", 300), ("MLR_INNER_LRS", (0.1, 0.3)), ("MLR_STRENGTHS", (0.3,))):
+        monkeypatch.setattr(generalization, name, value)
 
 
 def test_theory_experiment_writes_every_part(tmp_path, small, capsys):
@@ -42,6 +48,25 @@ def test_theory_experiment_writes_every_part(tmp_path, small, capsys):
     best = pac["best"]
     assert best["bound"] == pytest.approx(best["empirical"] + best["across_task"] + best["within_task"])
     assert best["delta"] == pytest.approx(experiment.PAC_DELTA / 2)  # union bound over the grid
+    information = json.loads((tmp_path / "information-bounds.json").read_text())
+    assert [r["points"] for r in information["single_task"]["rows"]] == [2, 8] and information["all_bounds_hold"]
+    assert [r["tasks"] for r in information["vs_tasks"]] == [1, 3]
+    assert [r["meta_beta"] for r in information["vs_meta_beta"]] == [1.0, 30.0]
+    for row in information["vs_tasks"] + information["vs_points"]:
+        assert row["gen_error"] == pytest.approx(row["within_task_error"] + row["environment_error"])
+        assert abs(row["gen_error"]) <= row["bound"]
+    similarity = json.loads((tmp_path / "task-similarity.json").read_text())
+    assert [r["spread"] for r in similarity["rows"]] == [0.1, 0.3] and similarity["bounds_hold"]
+    assert all(r["avg_abs_gen_error"] >= r["abs_avg_gen_error"] - 1e-12 for r in similarity["rows"])  # Jensen
+    assert similarity["example"]["0.1"]["kl"] == pytest.approx([0.1, 1.0])  # N·ν̄²/ν² (eq. 4.27)
+    memr = json.loads((tmp_path / "excess-meta-risk.json").read_text())
+    assert set(memr["curves"]) == {"2", "5", "20"} and memr["bound_holds"]
+    assert [r["tasks"] for r in memr["curves"]["5"]] == [1, 4]
+    regression = json.loads((tmp_path / "meta-linear-regression.json").read_text())
+    rows = regression["curves"]["6"]
+    assert [r["tasks"] for r in rows] == [3, 8] and regression["bayes_lowest"]
+    assert rows[0]["maml"]["setting"] in (0.1, 0.3) and rows[0]["imaml"]["setting"] == 0.3
+    assert rows[0]["bayes"]["minus_bayes"]["mean"] == 0.0
 
 
 def test_theory_experiment_rejects_unknown_parts(tmp_path):

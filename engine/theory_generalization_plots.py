@@ -1,0 +1,159 @@
+"""The figures of the generalization-theory parts of ``innerloop experiment theory`` (monograph ch. 4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from innerloop.engine.plots import save_figure  # noqa: E402
+
+Document = dict[str, Any]
+
+
+def _finish(fig, path: Path, title: str) -> None:
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def _model_settings(document: Document) -> str:
+    m = document["model"]
+    return f"d = {m['dim']}, s_θ² = {m['hyper_var']}, s_ϕ² = {m['task_var']}, σ² = {m['noise_var']}"
+
+
+def _style(ax, legend_size: float | None = 8, **settings: Any) -> None:
+    """ax.set(**settings), a light grid, and a legend unless ``legend_size`` is None."""
+    ax.set(**settings)
+    ax.grid(alpha=0.3, which="both")
+    if legend_size is not None:
+        ax.legend(fontsize=legend_size)
+
+
+def _meta_panel(ax, rows: list[dict], key: str, label: str) -> None:
+    x = [r[key] for r in rows]
+    ax.plot(x, [r["gen_error"] for r in rows], "o-", color="k", label="|ΔL_avg| (exact)")
+    ax.plot(x, [r["environment_error"] for r in rows], "s-", color="tab:blue", ms=4, label="environment part")
+    ax.plot(x, [r["within_task_error"] for r in rows], "^-", color="tab:red", ms=4, label="within-task part")
+    ax.plot(x, [r["bound"] for r in rows], "--", color="k", label="Theorem 4.3 bound")
+    ax.plot(x, [r["environment"] for r in rows], "--", color="tab:blue", label="√(2δ²I(θ;D)/K)")
+    ax.plot(x, [r["within_task"] for r in rows], "--", color="tab:red", label="E_T√(2σ²I(ϕ;D_T)/N)")
+    _style(ax, None, xscale="log", yscale="log", xlabel=label, ylabel="meta-generalization error")
+    _integer_ticks(ax, x)
+
+
+def _integer_ticks(ax, values: list[int]) -> None:
+    ax.set_xticks(values, [str(v) for v in values])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
+def information_bounds(document: Document, path: Path) -> None:
+    """(a) Theorem 4.1, eq. 4.9 vs N; (b) Theorem 4.3 vs K; (c) vs N; (d) the β_meta trade-off."""
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    single = document["single_task"]
+    rows = single["rows"]
+    n = [r["points"] for r in rows]
+    ax = axes[0, 0]
+    ax.plot(n, [r["gen_error"] for r in rows], "o-", color="k", label="E[ΔL] (exact)")
+    ax.plot(n, [r["xu_raginsky"] for r in rows], "--", color="k", label="Theorem 4.1: √(2σ²I(ϕ;D)/N)")
+    ax.plot(n, [r["irm_bound"] - r["population_loss"] for r in rows], ":", color="tab:green",
+            label="eq. 4.9 bound − population loss")
+    _style(ax, xscale="log", yscale="log", xlabel="training points N",
+           title=f"one task (τ = {single['bias']}), Gibbs posterior, prior at θ = {single['prior_center']}")
+    _integer_ticks(ax, n)
+    _meta_panel(axes[0, 1], document["vs_tasks"], "tasks", "meta-training tasks K")
+    axes[0, 1].set_title(f"Gibbs meta-learner, N = {document['vs_tasks'][0]['points']}")
+    axes[0, 1].legend(fontsize=7)
+    _meta_panel(axes[1, 0], document["vs_points"], "points", "points per task N")
+    axes[1, 0].set_title(f"Gibbs meta-learner, K = {document['vs_points'][0]['tasks']}")
+    ax = axes[1, 1]
+    rows = document["vs_meta_beta"]
+    betas = [r["meta_beta"] for r in rows]
+    ax.plot(betas, [r["meta_population_loss"] for r in rows], "o-", color="k", label="meta-population loss L")
+    ax.plot(betas, [r["meta_training_loss"] for r in rows], "s-", color="tab:gray", label="meta-training loss")
+    ax.plot(betas, [r["meta_training_loss"] + r["bound"] for r in rows], "--", color="k",
+            label="meta-training loss + Theorem 4.3 bound")
+    _style(ax, xscale="log", xlabel="meta-learner inverse temperature β_meta", ylabel="Brier loss",
+           title=f"fitting the K = {rows[0]['tasks']} tasks harder (N = {rows[0]['points']})")
+    env = document["environment"]
+    _finish(fig, path, f"information-theoretic bounds, exact (monograph §4.1–4.3): Bernoulli tasks "
+                       f"τ ∈ {env['task_biases']}, Brier loss, β = {env['beta']}")
+
+
+def task_similarity(document: Document, path: Path) -> None:
+    """(a) Example 4.1's ε_KL and ε_JS vs N; (b) Theorem 4.4 vs the task spread."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    n = document["example_points"]
+    for (ratio, curves), color in zip(document["example"].items(), ("tab:blue", "tab:orange", "tab:red")):
+        left.plot(n, curves["kl"], "--", color=color, label=f"ε_KL, ν̄²/ν² = {ratio}")
+        left.plot(n, curves["js"], "-", color=color, label=f"ε_JS, ν̄²/ν² = {ratio}")
+    left.axhline(np.log(2), color="gray", ls=":", label="log 2")
+    _style(left, 7, xscale="log", yscale="log", xlabel="points per task N", ylabel="ε (nats)",
+           title="Example 4.1: Gaussian tasks N(τ, ν²), τ ∼ N(μ̄, ν̄²)")
+    rows = document["rows"]
+    spread = [r["spread"] for r in rows]
+    right.plot(spread, [r["avg_abs_gen_error"] for r in rows], "o-", color="k", label="|ΔL|_avg (eq. 4.29, exact)")
+    right.plot(spread, [r["abs_avg_gen_error"] for r in rows], "s-", color="tab:gray", ms=4,
+               label="|ΔL_avg| (eq. 4.18, exact)")
+    right.plot(spread, [r["bound"] for r in rows], "--", color="k", label="Theorem 4.4 bound (eq. 4.30)")
+    right.plot(spread, [r["theorem_4_3_bound"] for r in rows], "--", color="tab:gray", label="Theorem 4.3 bound")
+    right.plot(spread, [r["relatedness_kl"] for r in rows], ":", color="tab:red", label="ε_KL")
+    _style(right, 7, yscale="log", xlabel="task spread s (biases 0.5 − s, 0.5, 0.5 + s)", ylabel="error / nats",
+           title=f"Bernoulli environments, K = {document['tasks']}, N = {document['points']}")
+    _finish(fig, path, "task relatedness (monograph §4.3.2)")
+
+
+def excess_meta_risk(document: Document, path: Path) -> None:
+    """MEMR vs K for each N with the eq. 4.45 bound; the entropy decomposition at the largest N."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    colors = ("tab:blue", "tab:orange", "tab:red")
+    for (points, rows), color in zip(document["curves"].items(), colors):
+        k = [r["tasks"] for r in rows]
+        mean = np.array([r["memr"]["mean"] for r in rows])
+        ci = np.array([r["memr"]["ci95"] for r in rows])
+        left.errorbar(k, mean, yerr=ci, fmt="o-", color=color, ms=4, capsize=2, label=f"MEMR, N = {points}")
+        left.plot(k, [r["bound"] for r in rows], "--", color=color, label=f"eq. 4.45 bound, N = {points}")
+        left.plot(k, [r["within_task"] for r in rows], ":", color=color, lw=1)
+    _style(left, 7, xscale="log", yscale="log", xlabel="meta-training tasks K", ylabel="nats",
+           title="minimum excess meta-risk I(Y; ϕ | X, D) (dotted: I(ϕ; D_T | θ)/N)")
+    points, rows = list(document["curves"].items())[0]
+    k = [r["tasks"] for r in rows]
+    aleatoric = [r["aleatoric_entropy"] for r in rows]
+    right.fill_between(k, 0, aleatoric, color="tab:gray", alpha=0.4, label="aleatoric H(Y|X, ϕ)")
+    right.fill_between(k, aleatoric, [r["predictive_entropy"] for r in rows], color="tab:blue", alpha=0.5,
+                       label="epistemic = MEMR")
+    _style(right, xscale="log", xlabel="meta-training tasks K", ylabel="H(Y | X, D) (nats)",
+           title=f"eq. 4.44: predictive entropy, N = {points}")
+    _finish(fig, path, "Bayesian meta-learning, linear-Gaussian (monograph §4.5): " + _model_settings(document))
+
+
+def meta_linear_regression(document: Document, path: Path) -> None:
+    """Meta-test risk vs K for every method, one panel per N."""
+    curves = document["curves"]
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4.6), squeeze=False)
+    styles = {"joint": ("tab:gray", "x"), "joint-gd": ("tab:brown", "+"), "maml": ("tab:red", "o"),
+              "imaml": ("tab:blue", "s"), "bayes": ("k", "D"), "oracle": ("tab:green", "")}
+    for ax, (points, rows) in zip(axes[0], curves.items()):
+        k = [r["tasks"] for r in rows]
+        ceiling = 1.5 * max(r["joint"]["risk"]["mean"] for r in rows)
+        for method, (color, marker) in styles.items():
+            mean = np.array([r[method]["risk"]["mean"] for r in rows])
+            ci = np.array([r[method]["risk"]["ci95"] for r in rows])
+            ls = ":" if method == "oracle" else "-"
+            ax.errorbar(k, mean, yerr=ci, color=color, marker=marker, ls=ls, ms=4, capsize=2, label=method)
+            for tasks, value in zip(k, mean):
+                if value > ceiling:  # an under-determined meta-objective (K·N/2 query rows for d unknowns)
+                    ax.annotate(f"{method}: {value:.3g}", (tasks, ceiling), xytext=(4, -12 - 10 * (method == "maml")),
+                                textcoords="offset points", color=color, fontsize=7)
+        _style(ax, None, xscale="log", yscale="log", ylim=(None, ceiling), xlabel="meta-training tasks K",
+               title=f"N = {points} points per task")
+        _integer_ticks(ax, k)
+    axes[0, 0].set_ylabel("meta-test risk E[(y − ϕ̂ᵀx)²]")
+    axes[0, 0].legend(fontsize=8)
+    _finish(fig, path, f"meta linear regression (monograph §4.6): {_model_settings(document)}; α, λ tuned on "
+                       f"separate draws; {document['replicates']} draws")

@@ -1,0 +1,420 @@
+"""Monograph ch. 4 (generalization theory) against brute-force enumeration, Monte Carlo simulation
+and generic Gaussian algebra — every check computes its reference independently of the module."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from innerloop.engine.errors import ConfigError, ShapeError
+from innerloop.engine.theory import information_bounds as bounds
+from innerloop.engine.theory.bernoulli_environment import BernoulliEnvironment
+from innerloop.engine.theory.excess_meta_risk import HierarchicalLinearModel
+from innerloop.engine.theory.gibbs import free_energy, gibbs_posterior, irm_objective
+from innerloop.engine.theory.meta_linear_regression import (
+    fit_through_adaptation,
+    gd_adaptation,
+    meta_test_risks,
+    proximal_adaptation,
+)
+from innerloop.engine.theory.relatedness import (
+    environment_relatedness,
+    gaussian_mean_js_relatedness,
+    gaussian_mean_kl_relatedness,
+    unit_gaussian_js,
+)
+
+F64 = torch.float64
+
+
+def small_environment(**changes) -> BernoulliEnvironment:
+    settings = dict(task_biases=(0.3, 0.7, 0.9), task_probs=(0.2, 0.5, 0.3), points=5, beta=6.0, meta_beta=12.0,
+                    models=11, hypers=6)
+    return BernoulliEnvironment(**{**settings, **changes})
+
+
+# -- Gibbs posterior and IRM (§4.1.2) ---------------------------------------------------------------
+
+def test_gibbs_posterior_minimizes_the_irm_objective_at_the_free_energy():
+    g = torch.Generator().manual_seed(0)
+    log_prior = torch.log_softmax(torch.randn(7, generator=g, dtype=F64), 0)
+    losses = torch.rand(7, generator=g, dtype=F64)
+    gibbs = gibbs_posterior(log_prior, losses, 3.0)
+    best = irm_objective(gibbs, log_prior, losses, 3.0)
+    assert float(best) == pytest.approx(float(free_energy(log_prior, losses, 3.0)), abs=1e-12)
+    others = torch.distributions.Dirichlet(torch.ones(7, dtype=F64)).sample((500,))
+    assert bool((irm_objective(others, log_prior, losses, 3.0) > best).all())
+
+
+def test_gibbs_posterior_with_the_averaged_log_loss_at_beta_n_is_bayes():
+    """§4.1.2: with the log-loss the Gibbs posterior is the Bayesian posterior (β = N for the mean loss)."""
+    biases = torch.tensor([0.2, 0.5, 0.8], dtype=F64)
+    prior = torch.tensor([0.5, 0.3, 0.2], dtype=F64)
+    data = torch.tensor([1, 1, 0, 1], dtype=F64)
+    likelihood = torch.prod(biases[:, None] ** data * (1 - biases[:, None]) ** (1 - data), 1)
+    bayes = prior * likelihood / (prior * likelihood).sum()
+    mean_log_loss = -(data * torch.log(biases[:, None]) + (1 - data) * torch.log1p(-biases[:, None])).mean(1)
+    assert torch.allclose(gibbs_posterior(torch.log(prior), mean_log_loss, 4.0), bayes, atol=1e-14)
+
+
+def test_gibbs_rejects_bad_temperature_and_shapes():
+    with pytest.raises(ConfigError, match="β must be > 0"):
+        gibbs_posterior(torch.zeros(3), torch.zeros(3), 0.0)
+    with pytest.raises(ShapeError, match="do not broadcast"):
+        gibbs_posterior(torch.zeros(3), torch.zeros(4), 1.0)
+
+
+# -- single-task bounds (§4.1) ------------------------------------------------------------------------
+
+def _posterior_of_sequence(env: BernoulliEnvironment, sequence: torch.Tensor, theta: float) -> torch.Tensor:
+    """The Gibbs posterior from the raw sequence, by its defining formula."""
+    phi = torch.linspace(0, 1, env.models, dtype=F64)
+    loss = ((sequence[:, None] - phi) ** 2).mean(0)
+    weights = torch.exp(-(phi - theta) ** 2 / (2 * env.prior_width ** 2)) * torch.exp(-env.beta * loss)
+    return weights / weights.sum(), loss
+
+
+def test_single_task_error_and_information_match_enumeration_of_all_sequences():
+    env = small_environment()
+    result = env.single_task()
+    phi = torch.linspace(0, 1, env.models, dtype=F64)
+    thetas = torch.linspace(0, 1, env.hypers, dtype=F64)
+    for t, tau in enumerate(env.task_biases):
+        pop = tau * (1 - phi) ** 2 + (1 - tau) * phi ** 2
+        for h in (0, 3, 5):
+            probs, posteriors, gaps = [], [], []
+            for bits in itertools.product((0.0, 1.0), repeat=env.points):
+                seq = torch.tensor(bits, dtype=F64)
+                posterior, loss = _posterior_of_sequence(env, seq, float(thetas[h]))
+                probs.append(float(torch.prod(tau ** seq * (1 - tau) ** (1 - seq))))
+                posteriors.append(posterior)
+                gaps.append(float(posterior @ (pop - loss)))
+            probs, posteriors = torch.tensor(probs, dtype=F64), torch.stack(posteriors)
+            marginal = probs @ posteriors
+            information = float((probs * (posteriors * torch.log(posteriors / marginal)).sum(1)).sum())
+            assert float(result["gen_error"][t, h]) == pytest.approx(float(probs @ torch.tensor(gaps, dtype=F64)),
+                                                                     abs=1e-12)
+            assert float(result["information"][t, h]) == pytest.approx(information, abs=1e-12)
+
+
+def test_single_task_bounds_hold_exactly():
+    for beta, points in ((2.0, 3), (30.0, 4), (8.0, 20)):
+        env = small_environment(beta=beta, points=points)
+        r = env.single_task(delta=0.1)
+        assert bool((r["gen_error"].abs() <= r["xu_raginsky"] + 1e-12).all()), "Theorem 4.1 (eq. 4.7)"
+        assert bool((r["population_loss"] <= r["irm_bound"] + 1e-12).all()), "eq. 4.9"
+        assert bool((r["pac_bayes_coverage"] >= 0.9).all()), "Theorem 4.2 (eq. 4.12) at δ = 0.1"
+
+
+# -- meta-generalization (§4.2–4.3) ------------------------------------------------------------------
+
+def test_histogram_enumeration_matches_ordered_tuples():
+    env, tasks = small_environment(), 3
+    exact = env.meta_generalization(tasks)
+    meta_loss, train_loss = env.task_meta_loss, env.task_training_loss
+    population = env.task_population_loss @ env.probs
+    gen, joint = 0.0, []
+    for counts in itertools.product(range(env.points + 1), repeat=tasks):
+        prob = float(torch.prod(env.count_marginal[list(counts)]))
+        scores = -env.meta_beta * meta_loss[:, list(counts)].mean(1)
+        meta = torch.exp(scores - scores.max()) / torch.exp(scores - scores.max()).sum()
+        gen += prob * float(meta @ (population - train_loss[:, list(counts)].mean(1)))
+        joint.append((prob, meta))
+    marginal = sum(p * m for p, m in joint)
+    information = sum(p * float((m * torch.log(m / marginal)).sum()) for p, m in joint)
+    assert exact["gen_error"] == pytest.approx(gen, abs=1e-12)
+    assert exact["environment_information"] == pytest.approx(information, abs=1e-12)
+
+
+def test_meta_generalization_error_matches_monte_carlo_simulation():
+    """The whole pipeline sampled: tasks, Bernoulli data, θ from the meta-learner, ϕ from the base
+    learner on a fresh task, with every posterior computed from its formula on the raw data."""
+    env, tasks, samples = small_environment(), 2, 40000
+    g = torch.Generator().manual_seed(1)
+    phi = torch.linspace(0, 1, env.models, dtype=F64)
+    thetas = torch.linspace(0, 1, env.hypers, dtype=F64)
+    biases, probs = torch.tensor(env.task_biases, dtype=F64), torch.tensor(env.task_probs, dtype=F64)
+    log_prior = -(phi - thetas[:, None]) ** 2 / (2 * env.prior_width ** 2)
+    log_prior = log_prior - torch.logsumexp(log_prior, 1, keepdim=True)
+
+    def posterior_and_loss(data):  # data [S, N] -> p(ϕ|D, θ) [S, H, M], L_D(ϕ) [S, M]
+        loss = ((data[..., None] - phi) ** 2).mean(-2)
+        return torch.softmax(log_prior - env.beta * loss[:, None], -1), loss
+
+    def draw_data(count):
+        tau = biases[torch.multinomial(probs, count, replacement=True, generator=g)]
+        return (torch.rand(count, env.points, generator=g, dtype=F64) < tau[:, None]).to(F64), tau
+
+    meta_loss = torch.zeros(samples, env.hypers, dtype=F64)
+    train_loss = torch.zeros(samples, env.hypers, dtype=F64)
+    for _ in range(tasks):
+        data, _ = draw_data(samples)
+        post, loss = posterior_and_loss(data)
+        expected = (post * loss[:, None]).sum(-1)
+        kl = (post * (torch.log(post) - log_prior)).sum(-1)
+        meta_loss += (expected + kl / env.beta) / tasks
+        train_loss += expected / tasks
+    meta = torch.softmax(-env.meta_beta * meta_loss, -1)
+    theta = torch.multinomial(meta, 1, generator=g)[:, 0]
+    test_data, tau = draw_data(samples)
+    post, _ = posterior_and_loss(test_data)
+    chosen = torch.multinomial(post[torch.arange(samples), theta], 1, generator=g)[:, 0]
+    gaps = tau * (1 - phi[chosen]) ** 2 + (1 - tau) * phi[chosen] ** 2 - train_loss[torch.arange(samples), theta]
+    exact = env.meta_generalization(tasks)["gen_error"]
+    assert abs(float(gaps.mean()) - exact) < 4 * float(gaps.std()) / math.sqrt(samples)
+
+
+@pytest.mark.parametrize("changes", [{}, {"points": 2, "beta": 40.0, "meta_beta": 60.0},
+                                     {"task_biases": (0.05, 0.95), "task_probs": (0.5, 0.5), "meta_beta": 100.0}])
+def test_meta_bounds_hold_term_by_term(changes):
+    env = small_environment(**changes)
+    for tasks in (1, 2, 6):
+        r = env.meta_generalization(tasks)
+        assert abs(r["gen_error"]) <= r["bound"] + 1e-12, "Theorem 4.3 (eq. 4.24)"
+        assert abs(r["within_task_error"]) <= r["within_task"] + 1e-12
+        assert abs(r["environment_error"]) <= r["environment"] + 1e-12
+    for tasks in (1, 2):
+        r = env.task_similarity(tasks)
+        assert r["avg_abs_gen_error"] <= r["bound"] + 1e-12, "Theorem 4.4 (eq. 4.30)"
+
+
+def test_task_similarity_at_one_task_matches_direct_sum():
+    env = small_environment()
+    meta = env.meta_learner(env.task_meta_loss.T)  # [k, H]
+    direct = 0.0
+    for t, p_t in enumerate(env.task_probs):
+        weights = env.count_given_task[t]
+        for t2, p_t2 in enumerate(env.task_probs):
+            inner = sum(float(weights[k] * meta[k] @ (env.task_population_loss[:, t2] - env.task_training_loss[:, k]))
+                        for k in range(env.points + 1))
+            direct += p_t * p_t2 * abs(inner)
+    assert env.task_similarity(1)["avg_abs_gen_error"] == pytest.approx(direct, abs=1e-12)
+
+
+def test_environment_error_shrinks_with_more_tasks():
+    env = small_environment()
+    errors = [env.meta_generalization(k)["environment_error"] for k in (1, 4, 16)]
+    informations = [env.meta_generalization(k)["environment_information"] for k in (1, 4, 16)]
+    assert errors[0] > errors[1] > errors[2] > 0
+    assert informations[0] > informations[1] > informations[2] > 0
+
+
+def test_bernoulli_environment_rejects_bad_settings():
+    with pytest.raises(ConfigError, match="strictly inside"):
+        small_environment(task_biases=(0.0, 0.5, 0.9))
+    with pytest.raises(ConfigError, match="sum to 1"):
+        small_environment(task_probs=(0.2, 0.2, 0.2))
+    with pytest.raises(ConfigError, match="enumeration limit"):
+        small_environment(points=30).meta_generalization(40)
+    with pytest.raises(ConfigError, match="K must be an integer"):
+        small_environment().meta_generalization(0)
+
+
+# -- task relatedness (§4.3.2) -----------------------------------------------------------------------
+
+def test_bernoulli_relatedness_matches_full_sequence_divergences():
+    env = small_environment(points=4)
+    sequences = torch.tensor(list(itertools.product((0.0, 1.0), repeat=4)), dtype=F64)
+    dists = torch.stack([torch.prod(t ** sequences * (1 - t) ** (1 - sequences), 1) for t in env.task_biases])
+    kl = js = 0.0
+    for i, p_i in enumerate(env.task_probs):
+        for j, p_j in enumerate(env.task_probs):
+            p, q = dists[i], dists[j]
+            m = (p + q) / 2
+            kl += p_i * p_j * float((p * torch.log(p / q)).sum())
+            js += p_i * p_j * float(0.5 * (p * torch.log(p / m)).sum() + 0.5 * (q * torch.log(q / m)).sum())
+    assert env.relatedness("kl") == pytest.approx(kl, abs=1e-12)
+    assert env.relatedness("js") == pytest.approx(js, abs=1e-12)
+    bern = sum(p_i * p_j * 4 * (a * math.log(a / b) + (1 - a) * math.log((1 - a) / (1 - b)))
+               for (a, p_i), (b, p_j) in itertools.product(zip(env.task_biases, env.task_probs), repeat=2))
+    assert env.relatedness("kl") == pytest.approx(bern, abs=1e-12), "KL tensorizes: N·KL(Bern ‖ Bern)"
+
+
+def test_example_4_1_kl_and_js_against_monte_carlo():
+    points, task_var, data_var, samples = 3, 0.5, 2.0, 200000
+    g = torch.Generator().manual_seed(2)
+    tau = math.sqrt(task_var) * torch.randn(samples, 2, generator=g, dtype=F64)
+    kl = points * (tau[:, 0] - tau[:, 1]) ** 2 / (2 * data_var)
+    assert gaussian_mean_kl_relatedness(points, task_var, data_var) == pytest.approx(float(kl.mean()), rel=0.02)
+    data = tau[:, :1] + math.sqrt(data_var) * torch.randn(samples, points, generator=g, dtype=F64)
+    log_p = -((data - tau[:, :1]) ** 2).sum(1) / (2 * data_var)
+    log_q = -((data - tau[:, 1:]) ** 2).sum(1) / (2 * data_var)
+    js_samples = math.log(2) + log_p - torch.logaddexp(log_p, log_q)  # E_P[log P/M]; symmetric in P, Q
+    estimate, error = float(js_samples.mean()), float(js_samples.std()) / math.sqrt(samples)
+    assert abs(gaussian_mean_js_relatedness(points, task_var, data_var) - estimate) < 4 * error
+
+
+def test_unit_gaussian_js_limits_and_growth():
+    d = torch.tensor([0.0, 1e-3, 1.0, 3.0, 16.0], dtype=F64)
+    js = unit_gaussian_js(d)
+    assert float(js[0]) == pytest.approx(0.0, abs=1e-10)
+    assert float(js[1]) == pytest.approx(1e-6 / 8, rel=1e-3), "JS ≈ d²/8 for small d (Fisher information)"
+    assert float(js[-1]) == pytest.approx(math.log(2), abs=1e-9)
+    assert bool((js[1:] > js[:-1]).all())
+    saturating = [gaussian_mean_js_relatedness(n, 0.5, 2.0) for n in (1, 10, 100, 1000)]
+    assert all(a < b < math.log(2) for a, b in zip(saturating, saturating[1:]))
+
+
+def test_relatedness_rejects_bad_input():
+    with pytest.raises(ConfigError, match="unknown divergence"):
+        environment_relatedness(torch.ones(2, 3) / 3, torch.ones(2) / 2, "tv")
+    with pytest.raises(ShapeError):
+        environment_relatedness(torch.ones(2, 3) / 3, torch.ones(3) / 3)
+    with pytest.raises(ConfigError, match="variances must be > 0"):
+        gaussian_mean_kl_relatedness(3, 0.0, 1.0)
+
+
+# -- minimum excess meta-risk (§4.5) -----------------------------------------------------------------
+
+def _joint_covariance(model: HierarchicalLinearModel, designs: torch.Tensor):
+    """Covariance of (ϕ_T, y_1, ..., y_K, y_T) under eq. 4.36 for designs [K + 1, N, d], built entry by
+    entry from the generative model (θ shared, ϕ_k independent around it)."""
+    tasks, points, dim = designs.shape
+    blocks = [[None] * tasks for _ in range(tasks)]
+    for i in range(tasks):
+        for j in range(tasks):
+            weight_cov = model.hyper_var + (model.task_var if i == j else 0.0)
+            blocks[i][j] = weight_cov * designs[i] @ designs[j].T + (model.noise_var * torch.eye(points, dtype=F64)
+                                                                     if i == j else 0)
+    targets = torch.cat([torch.cat(row, 1) for row in blocks], 0)
+    cross = torch.cat([(model.hyper_var + (model.task_var if i == tasks - 1 else 0.0)) * designs[i].T
+                       for i in range(tasks)], 1)  # Cov(ϕ_T, y)
+    return targets, cross
+
+
+def test_test_task_posterior_matches_generic_gaussian_conditioning():
+    model = HierarchicalLinearModel(dim=2, hyper_var=1.5, task_var=0.3, noise_var=0.4)
+    g = torch.Generator().manual_seed(3)
+    sample = model.sample(1, tasks=2, points=3, generator=g)
+    designs = torch.cat([sample["meta_designs"][0], sample["test_design"][0][None]], 0)
+    targets = torch.cat([sample["meta_targets"][0].flatten(), sample["test_targets"][0]])
+    target_cov, cross = _joint_covariance(model, designs)
+    prior_cov = (model.hyper_var + model.task_var) * torch.eye(2, dtype=F64)
+    expected_cov = prior_cov - cross @ torch.linalg.solve(target_cov, cross.T)
+    expected_mean = cross @ torch.linalg.solve(target_cov, targets)
+    cov, mean = model.test_task_posterior(sample["meta_designs"][0], sample["test_design"][0],
+                                          sample["meta_targets"][0], sample["test_targets"][0])
+    assert torch.allclose(cov, expected_cov, atol=1e-12)
+    assert torch.allclose(mean, expected_mean, atol=1e-12)
+    # I(θ; D_{1:K}) = h(y_{1:K}) − h(y_{1:K} | θ), both Gaussian given the designs
+    meta = designs[:-1]
+    meta_cov, _ = _joint_covariance(model, torch.cat([meta, meta[:1]], 0))
+    marginal = meta_cov[: 2 * 3, : 2 * 3]
+    given_theta = torch.block_diag(*[model.task_var * x @ x.T + model.noise_var * torch.eye(3, dtype=F64)
+                                     for x in meta])
+    information = 0.5 * (torch.logdet(marginal) - torch.logdet(given_theta))
+    assert float(model.environment_information(meta)) == pytest.approx(float(information), abs=1e-12)
+
+
+def test_predictive_log_loss_matches_the_closed_form_entropy():
+    """H(Y|X, D) (eq. 4.38) estimated by the log-loss on sampled targets equals its closed form."""
+    model = HierarchicalLinearModel(dim=3)
+    g = torch.Generator().manual_seed(4)
+    draws, tasks, points = 20000, 3, 4
+    sample = model.sample(draws, tasks, points, g)
+    x = torch.randn(draws, 1, 3, generator=g, dtype=F64)
+    y = (x @ sample["phi"][..., None])[..., 0] + math.sqrt(model.noise_var) * torch.randn(draws, 1, generator=g,
+                                                                                          dtype=F64)
+    mean, variance = model.predictive(sample["meta_designs"], sample["meta_targets"], sample["test_design"],
+                                      sample["test_targets"], x)
+    log_loss = 0.5 * torch.log(2 * math.pi * variance) + (y - mean) ** 2 / (2 * variance)
+    entropy = 0.5 * torch.log(2 * math.pi * math.e * variance)
+    difference = log_loss - entropy
+    assert abs(float(difference.mean())) < 4 * float(difference.std()) / math.sqrt(draws)
+
+
+def test_excess_meta_risk_is_bounded_and_falls_with_tasks_and_points():
+    model = HierarchicalLinearModel()
+    results = {(k, n): model.excess_meta_risk(k, n, draws=400) for k in (1, 8) for n in (2, 10)}
+    for r in results.values():
+        assert r["memr"]["mean"] <= r["bound"], "eq. 4.45"
+        assert r["predictive_entropy"] == pytest.approx(r["aleatoric_entropy"] + r["memr"]["mean"])
+    assert results[(8, 2)]["memr"]["mean"] < results[(1, 2)]["memr"]["mean"]
+    assert results[(1, 10)]["memr"]["mean"] < results[(1, 2)]["memr"]["mean"]
+
+
+def test_bound_formulas_and_their_errors():
+    assert bounds.xu_raginsky_bound(0.5, 10) == pytest.approx(math.sqrt(2 * 0.25 * 0.5 / 10))
+    assert bounds.pac_bayes_bound(0.3, 4.0, 10, 0.05) == pytest.approx(0.3 + math.log(20) / 4 + 4 * 0.25 / 20)
+    assert bounds.excess_meta_risk_bound(2.0, 4, 1.0, 5).bound == pytest.approx(2 / 20 + 1 / 5)
+    with pytest.raises(ConfigError, match="δ must lie"):
+        bounds.pac_bayes_bound(0.3, 4.0, 10, 1.5)
+    with pytest.raises(ConfigError, match=">= 0"):
+        bounds.xu_raginsky_bound(-1.0, 10)
+    with pytest.raises(ConfigError, match="one mutual information per task"):
+        bounds.meta_information_bound(0.1, 3, [0.1], [0.5, 0.5], 10)
+    with pytest.raises(ConfigError, match="must be > 0"):
+        HierarchicalLinearModel(noise_var=0.0)
+
+
+# -- meta linear regression (§4.6) ---------------------------------------------------------------------
+
+def test_affine_base_learners_match_their_definitions():
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(6, 3, generator=g, dtype=F64), torch.randn(6, generator=g, dtype=F64)
+    theta = torch.randn(3, generator=g, dtype=F64)
+    phi = theta.clone().requires_grad_(True)
+    for _ in range(3):  # plain GD on (1/|S|)‖y − Xϕ‖² by autograd
+        (grad,) = torch.autograd.grad(((y - x @ phi) ** 2).mean(), phi)
+        phi = (phi - 0.07 * grad).detach().requires_grad_(True)
+    matrix, offset = gd_adaptation(x, y, 0.07, 3)
+    assert torch.allclose(matrix @ theta + offset, phi.detach(), atol=1e-13)
+    matrix, offset = proximal_adaptation(x, y, 0.8)
+    solution = (matrix @ theta + offset).requires_grad_(True)
+    objective = ((y - x @ solution) ** 2).mean() + 0.4 * ((solution - theta) ** 2).sum()
+    (grad,) = torch.autograd.grad(objective, solution)
+    assert float(grad.abs().max()) < 1e-12, "eq. 2.8's minimizer has zero gradient"
+
+
+def test_fit_through_adaptation_zeroes_the_meta_gradient():
+    g = torch.Generator().manual_seed(6)
+    x, y = torch.randn(5, 8, 3, generator=g, dtype=F64), torch.randn(5, 8, generator=g, dtype=F64)
+    adaptation = gd_adaptation(x[:, :4], y[:, :4], 0.1, 2)
+    theta = fit_through_adaptation(adaptation, x[:, 4:], y[:, 4:]).requires_grad_(True)
+    adapted = (adaptation[0] @ theta) + adaptation[1]  # [K, d]
+    query_loss = ((y[:, 4:] - (x[:, 4:] @ adapted[..., None])[..., 0]) ** 2).sum()
+    (grad,) = torch.autograd.grad(query_loss, theta)
+    assert float(grad.abs().max()) < 1e-10
+
+
+def test_imaml_at_the_bayes_strength_is_the_genie_posterior_mean():
+    """With θ = θ* and λ = 2σ²/(N·s_ϕ²), eq. 2.8's solution is the posterior mean given θ* (§4.6)."""
+    model = HierarchicalLinearModel(dim=3)
+    data = model.sample(50, tasks=1, points=7, generator=torch.Generator().manual_seed(7))
+    matrix, offset = proximal_adaptation(data["test_design"], data["test_targets"],
+                                         2 * model.noise_var / (7 * model.task_var))
+    imaml = (matrix @ data["theta"][..., None])[..., 0] + offset
+    x, y = data["test_design"], data["test_targets"]
+    precision = torch.eye(3, dtype=F64) / model.task_var + x.transpose(1, 2) @ x / model.noise_var
+    posterior = torch.linalg.solve(precision, data["theta"] / model.task_var
+                                   + (x.transpose(1, 2) @ y[..., None])[..., 0] / model.noise_var)
+    assert torch.allclose(imaml, posterior, atol=1e-12)
+
+
+def test_bayes_has_the_lowest_meta_risk_and_maml_is_consistent():
+    model = HierarchicalLinearModel()
+    risks = meta_test_risks(model, 8, 6, 3000, torch.Generator().manual_seed(8), inner_lrs=(0.1, 0.3),
+                            strengths=(0.3, 1.0))
+    bayes, oracle = risks["bayes"][None], risks["oracle"][None]
+    for method, rows in risks.items():
+        for risk in rows.values():
+            if method not in ("bayes", "oracle"):
+                gap = risk - bayes
+                assert float(gap.mean()) > 2 * float(gap.std()) / math.sqrt(len(gap)), method
+    gap = bayes - oracle
+    assert float(gap.mean()) > 0
+    many = model.sample(1, tasks=4000, points=20, generator=torch.Generator().manual_seed(9))
+    x, y = many["meta_designs"][0], many["meta_targets"][0]
+    theta = fit_through_adaptation(gd_adaptation(x[:, :10], y[:, :10], 0.2, 1), x[:, 10:], y[:, 10:])
+    assert float((theta - many["theta"][0]).norm()) < 0.05, "MAML's θ̂ → θ* as K grows"
+
+
+def test_meta_test_risks_rejects_bad_input():
+    model = HierarchicalLinearModel()
+    with pytest.raises(ConfigError, match="points must be an integer >= 2"):
+        meta_test_risks(model, 3, 1, 10, torch.Generator())
+    with pytest.raises(ConfigError, match="at least one inner step size"):
+        meta_test_risks(model, 3, 4, 10, torch.Generator(), inner_lrs=())
+    with pytest.raises(ConfigError, match="λ must be > 0"):
+        proximal_adaptation(torch.zeros(2, 3), torch.zeros(2), 0.0)
