@@ -29,7 +29,8 @@ SUMMARIES = {
     "power-control": "REGNN power control over changing topologies: sum-rate vs meta-training periods for joint, "
                      "FOMAML, Reptile and modular meta-learning vs WMMSE and full power (monograph §5.5, Fig. 5.11)",
     "theory": "seed 000 §6–9 on trained meta-learners: Theorem 2's implicit prior, inner-step sensitivity, "
-              "meta-gradient variance vs B, FMO convergence bound, Amit–Meir PAC-Bayes bound; monograph ch. 4 exactly: "
+              "meta-gradient variance vs B, FMO convergence bound, Amit–Meir PAC-Bayes bound for softened MAML and for "
+              "a learner that minimizes it; monograph ch. 4 exactly: "
               "information-theoretic bounds, task similarity, minimum excess meta-risk (--algos picks parts)",
 }
 

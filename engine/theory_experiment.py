@@ -21,6 +21,12 @@ Parts (``--algos`` picks some; each writes ``OUT/<part>.json`` and ``OUT/<part>.
   (hyperposterior and hyperprior) and s² = σ_p² (within-task posterior and prior), δ split over the
   grid by a union bound — against the Gibbs error on fresh tasks; and the bound against T and n at
   the measured KL terms.
+* ``pac-bayes-learner`` (§7) — the same T tasks and widths of the seed's remedy: instead of
+  softening MAML, train the hyperposterior over priors (means and per-weight widths) and the
+  per-task posteriors to minimize the bound itself (Amit & Meir's algorithm,
+  :mod:`~innerloop.engine.theory.pac_bayes_learner`), for two hyperprior settings (δ split over them);
+  the bound evaluated with the 0-1 error against the Gibbs error on fresh tasks learned from a prior
+  drawn from the trained hyperposterior.
 
 The monograph ch. 4 parts — ``information-bounds``, ``task-similarity``, ``excess-meta-risk`` and
 ``meta-linear-regression`` — train nothing and take seconds to a minute;
@@ -50,7 +56,8 @@ from innerloop.engine.stats import summarize
 from innerloop.engine.tasks import generator_for
 from innerloop.engine.theory_generalization import PARTS as GENERALIZATION_PARTS
 
-PARTS = ("implicit-prior", "inner-steps", "gradient-variance", "convergence", "pac-bayes", *GENERALIZATION_PARTS)
+PARTS = ("implicit-prior", "inner-steps", "gradient-variance", "convergence", "pac-bayes", "pac-bayes-learner",
+         *GENERALIZATION_PARTS)
 TEST_STEPS, TRAIN_STEPS = (0, 1, 2, 3, 5, 8, 12), 5
 BATCH_SIZES, VARIANCE_TASKS = (1, 2, 5, 10, 25, 50), 200
 PRIOR_LRS = (0.0001, 0.0003, 0.001, 0.003, 0.01)
@@ -58,6 +65,8 @@ CONVERGENCE_CHECKS, CONVERGENCE_BATCH, FULL_TASKS, FULL_POINTS = 20, 25, 2000, 2
 CONSTANT_TASKS, CONSTANT_POPULATION = 32, 1000
 PAC_TASKS, PAC_WAYS, PAC_SHOTS, PAC_QUERIES, PAC_LR, PAC_DELTA = 1000, 5, 5, 15, 0.5, 0.05
 PAC_HYPER_STDS, PAC_POSTERIOR_STDS = (0.03, 0.1, 0.3), (0.1, 0.2, 0.4)
+PAC_LEARNER_GRID = ((0.1, 0.1, 0.3), (0.03, 1.0, 0.3))  # (κ₀, κ_ρ₀, σ_p)
+PAC_LEARNER_STEPS, PAC_LEARNER_TEST_STEPS = 1000, 200
 
 
 def _sinusoid_config(algo: str, iters: int, seed: int, **changes: Any) -> TrainConfig:
@@ -256,25 +265,41 @@ def _three_batches(batch, points: int):
             (batch.support_x[:, points:], batch.support_y[:, points:]), (batch.query_x, batch.query_y))
 
 
-def pac_bayes(out: Path, iters: int, tasks: int, seed: int) -> dict[str, Any]:
-    """Part ``pac-bayes`` (see the module docstring)."""
-    from innerloop import backends
+def _cluster_pool(iters: int, tasks: int, seed: int):
+    """The PAC-Bayes parts' setting: (MAML config, learner, data-independent reference θ_ref = the run's
+    random initialization, the T observed tasks' points x, y [T, n, ...], ``tasks`` fresh tasks)."""
     from innerloop.engine import build
-    from innerloop.engine.theory.pac_bayes import amit_meir_bound
-    from innerloop.engine.theory.pac_bayes_maml import Softening, meta_risk, softened_maml_bound
 
     config = TrainConfig(algo="maml", task="clusters", hidden=(16, 16), inner_lr=PAC_LR, train_tasks=PAC_TASKS,
                          shots=PAC_SHOTS, queries=PAC_QUERIES, iters=iters, seed=seed, eval_every=max(1, iters // 10),
                          checkpoint_every=iters, eval_tasks=100)
     family = build.family(config)
     model = build.model(config, family)
-    learner, backend = Learner(model, "cross_entropy"), backends.get("cpu", dtype=torch.float64)
-    theta0 = _float64(_train(config, out / "runs" / "maml-clusters"))
     reference = model.init(generator_for(seed, "init"), dtype=torch.float64)  # data-independent (the run's seed)
     pool = family.pool.to(torch.float64, "cpu")
     x, y = torch.cat([pool.support_x, pool.query_x], 1), torch.cat([pool.support_y, pool.query_y], 1)
     fresh = family.family.sample(tasks, generator_for(seed, "theory/pac-fresh"), shots=PAC_SHOTS + PAC_QUERIES,
                                  queries=20).to(torch.float64, "cpu")
+    return config, Learner(model, "cross_entropy"), reference, x, y, fresh
+
+
+def _what_if(empirical: float, hyper_kl: float, task_kl: float, delta: float) -> dict[str, list[dict]]:
+    """Eq. 7.2 at the measured KL terms for other T and n."""
+    from innerloop.engine.theory.pac_bayes import amit_meir_bound
+
+    return {str(n): [amit_meir_bound(empirical, hyper_kl, torch.tensor([task_kl] * t), n, delta).as_dict()
+                     for t in (10, 30, 100, 300, 1000, 3000, 10000)]
+            for n in (5, 25, 100, 1000)}
+
+
+def pac_bayes(out: Path, iters: int, tasks: int, seed: int) -> dict[str, Any]:
+    """Part ``pac-bayes`` (see the module docstring)."""
+    from innerloop import backends
+    from innerloop.engine.theory.pac_bayes_maml import Softening, meta_risk, softened_maml_bound
+
+    config, learner, reference, x, y, fresh = _cluster_pool(iters, tasks, seed)
+    backend = backends.get("cpu", dtype=torch.float64)
+    theta0 = _float64(_train(config, out / "runs" / "maml-clusters"))
     grid = [Softening(k, k, s, prior_var=s ** 2) for k in PAC_HYPER_STDS for s in PAC_POSTERIOR_STDS]
     delta = PAC_DELTA / len(grid)  # a union bound over the grid keeps the best bound valid at δ
     rows = []
@@ -288,14 +313,40 @@ def pac_bayes(out: Path, iters: int, tasks: int, seed: int) -> dict[str, Any]:
                      "prior_var": softening.prior_var, **bound.as_dict(), "fresh_task_error": summarize(risk)})
     best = min(rows, key=lambda r: r["bound"])
     points = x.shape[1]
-    kl = best["mean_task_kl"]
-    what_if = {str(n): [amit_meir_bound(best["empirical"], best["hyper_kl"], torch.tensor([kl] * t), n, delta).as_dict()
-                        for t in (10, 30, 100, 300, 1000, 3000, 10000)]
-               for n in (5, 25, 100, 1000)}
+    what_if = _what_if(best["empirical"], best["hyper_kl"], best["mean_task_kl"], delta)
     return {"tasks": PAC_TASKS, "points": points, "ways": PAC_WAYS, "inner_lr": PAC_LR, "inner_steps": 5,
             "hidden": [16, 16], "delta": PAC_DELTA, "grid_size": len(grid),
             "rows": rows, "best": best, "bound_holds": best["bound"] >= best["fresh_task_error"]["mean"],
             "non_vacuous": best["bound"] < 1 - 1 / PAC_WAYS, "what_if": what_if}
+
+
+def pac_bayes_learner(tasks: int, seed: int) -> dict[str, Any]:
+    """Part ``pac-bayes-learner`` (see the module docstring)."""
+    from innerloop.engine.theory import pac_bayes_learner as learned
+
+    _, learner, reference, x, y, fresh = _cluster_pool(0, tasks, seed)
+    delta = PAC_DELTA / len(PAC_LEARNER_GRID)  # a union bound over the grid keeps the best bound valid at δ
+    rows = []
+    for mean_width, scale_width, prior_std in PAC_LEARNER_GRID:
+        settings = learned.BoundSettings(hyperprior_std=mean_width, scale_hyperprior_std=scale_width,
+                                         prior_std=prior_std, delta=delta, steps=PAC_LEARNER_STEPS)
+        draws = generator_for(seed, f"theory/pac-learner/{mean_width}/{scale_width}/{prior_std}")
+        began = time.perf_counter()
+        posterior, history = learned.minimize_meta_bound(learner, reference, x, y, settings, draws)
+        bound = learned.evaluate_meta_bound(learner, posterior, reference, x, y, settings, draws)
+        error = learned.meta_test_error(learner, posterior, fresh.support_x, fresh.support_y, fresh.query_x,
+                                        fresh.query_y, settings, x.shape[0], draws, steps=PAC_LEARNER_TEST_STEPS)
+        widths = torch.exp(posterior.hyper_log_std).tolist()
+        rows.append({"hyperprior_std": mean_width, "scale_hyperprior_std": scale_width, "prior_std": prior_std,
+                     **bound.as_dict(), "fresh_task_error": summarize(error), "mean_noise_std": widths[0],
+                     "scale_noise_std": widths[1], "history": history[:: max(1, len(history) // 100)],
+                     "seconds": time.perf_counter() - began})
+    best = min(rows, key=lambda r: r["bound"])
+    return {"tasks": PAC_TASKS, "points": x.shape[1], "ways": PAC_WAYS, "hidden": [16, 16], "delta": PAC_DELTA,
+            "steps": PAC_LEARNER_STEPS, "test_steps": PAC_LEARNER_TEST_STEPS, "rows": rows, "best": best,
+            "bound_holds": best["bound"] >= best["fresh_task_error"]["mean"],
+            "non_vacuous": best["bound"] < 1 - 1 / PAC_WAYS,
+            "what_if": _what_if(best["empirical"], best["hyper_kl"], best["mean_task_kl"], delta)}
 
 
 def theory(out: str | Path, iters: int = 2000, tasks: int = 500, algorithms: list[str] | None = None, seed: int = 0,
@@ -310,6 +361,7 @@ def theory(out: str | Path, iters: int = 2000, tasks: int = 500, algorithms: lis
                "gradient-variance": lambda: gradient_variance(trained, tasks, seed),
                "convergence": lambda: convergence(iters, seed),
                "pac-bayes": lambda: pac_bayes(out, iters, tasks, seed),
+               "pac-bayes-learner": lambda: pac_bayes_learner(tasks, seed),
                **{part: partial(run, seed) for part, run in GENERALIZATION_PARTS.items()}}
     documents = {}
     for part in parts:
@@ -349,6 +401,12 @@ def theory_summary(documents: dict[str, dict[str, Any]]) -> str:
             lines.append(f"pac-bayes: best bound {b['bound']:.3f} = empirical {b['empirical']:.3f} + across "
                          f"{b['across_task']:.3f} + within {b['within_task']:.3f}; fresh-task Gibbs error "
                          f"{b['fresh_task_error']['mean']:.3f}; non-vacuous: {d['non_vacuous']}")
+        elif part == "pac-bayes-learner":
+            b = d["best"]
+            lines.append(f"pac-bayes-learner: best bound {b['bound']:.3f} = empirical {b['empirical']:.3f} + across "
+                         f"{b['across_task']:.3f} + within {b['within_task']:.3f} (mean task KL "
+                         f"{b['mean_task_kl']:.0f}); fresh-task Gibbs error {b['fresh_task_error']['mean']:.3f}; "
+                         f"non-vacuous: {d['non_vacuous']}")
         elif part == "information-bounds":
             one, many = d["single_task"]["rows"][0], d["vs_tasks"]
             lines.append(f"information-bounds: one task, N={one['points']}: E[ΔL] {one['gen_error']:.4f} <= "

@@ -112,20 +112,16 @@ def convergence(document: Document, path: Path) -> None:
 def pac_bayes(document: Document, path: Path) -> None:
     """Bound terms vs T for n ∈ {5, 25, 100} at the measured KLs, and the grid (Fig. 12)."""
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
+    _what_if_panel(left, document)
     for n, rows in document["what_if"].items():
-        left.plot([r["tasks"] for r in rows], [r["bound"] for r in rows], marker="o", ms=3, label=f"n = {n}")
         if n == "25":
             middle.plot([r["tasks"] for r in rows], [r["across_task"] for r in rows], marker="o", ms=3,
                         label="across-task")
             middle.plot([r["tasks"] for r in rows], [r["within_task"] for r in rows], marker="s", ms=3,
                         label="within-task")
-    left.axhline(1 - 1 / document["ways"], color="gray", ls=":", label="chance error")
-    left.set(xscale="log", xlabel="observed tasks T", ylabel="bound on the meta-risk",
-             title="eq. 7.2 at the measured KL terms")
     middle.set(xscale="log", xlabel="observed tasks T", title="terms at n = 25")
-    for ax in (left, middle):
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+    middle.grid(alpha=0.3, which="both")
+    middle.legend(fontsize=8)
     rows = document["rows"]
     labels = [f"κ={r['hyper_std']:g}\ns={r['posterior_std']:g}" for r in rows]
     x = np.arange(len(rows))
@@ -141,8 +137,51 @@ def pac_bayes(document: Document, path: Path) -> None:
     save_figure(fig, path)
 
 
+def _what_if_panel(ax, document: Document) -> None:
+    """Eq. 7.2 vs T for each n at the measured KL terms, with the chance error."""
+    for n, rows in document["what_if"].items():
+        ax.plot([r["tasks"] for r in rows], [r["bound"] for r in rows], marker="o", ms=3, label=f"n = {n}")
+    ax.axhline(1 - 1 / document["ways"], color="gray", ls=":", label="chance error")
+    ax.set(xscale="log", xlabel="observed tasks T", ylabel="bound on the meta-risk",
+           title="eq. 7.2 at the measured KL terms")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
+def pac_bayes_learner(document: Document, path: Path) -> None:
+    """Training curves, the bound's terms per hyperprior setting against the fresh-task error, and
+    the bound at the learned KLs for other T and n."""
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
+    rows = document["rows"]
+    labels = [f"κ₀={r['hyperprior_std']:g}, κ_ρ₀={r['scale_hyperprior_std']:g}\nσ_p={r['prior_std']:g}" for r in rows]
+    for row, label in zip(rows, labels):
+        steps = np.linspace(0, document["steps"], len(row["history"]))
+        left.plot(steps, row["history"], label=label.replace("\n", ", "))
+    left.set(yscale="log", xlabel="step", ylabel="surrogate bound (cross-entropy)", title="minimizing eq. 7.2")
+    left.grid(alpha=0.3, which="both")
+    left.legend(fontsize=7)
+    x = np.arange(len(rows))
+    bottom = np.zeros(len(rows))
+    for key, color in (("empirical", "k"), ("across_task", "tab:blue"), ("within_task", "tab:orange")):
+        values = np.array([r[key] for r in rows])
+        middle.bar(x, values, 0.5, bottom=bottom, color=color, alpha=0.7, label=key.replace("_", "-"))
+        bottom += values
+    middle.plot(x, [r["fresh_task_error"]["mean"] for r in rows], "D", color="tab:red",
+                label="Gibbs error, fresh tasks")
+    middle.axhline(1 - 1 / document["ways"], color="gray", ls=":", label="chance error")
+    middle.set_xticks(x, labels, fontsize=7)
+    middle.set(ylabel="0-1 error", ylim=(0, 1.5 * bottom.max()),
+               title=f"learned bound, T = {document['tasks']}, n = {document['points']}")
+    middle.grid(alpha=0.3, axis="y")
+    middle.legend(fontsize=7, loc="upper center", ncol=2)
+    _what_if_panel(right, document)
+    fig.suptitle("the Amit–Meir bound minimized by the meta-learner (seed 000 §7)", fontsize=10)
+    save_figure(fig, path)
+
+
 PLOTS: dict[str, Callable[[Document, Path], None]] = {
     "implicit-prior": implicit_prior, "inner-steps": inner_steps, "gradient-variance": gradient_variance,
-    "convergence": convergence, "pac-bayes": pac_bayes, "information-bounds": generalization.information_bounds,
+    "convergence": convergence, "pac-bayes": pac_bayes, "pac-bayes-learner": pac_bayes_learner,
+    "information-bounds": generalization.information_bounds,
     "task-similarity": generalization.task_similarity, "excess-meta-risk": generalization.excess_meta_risk,
     "meta-linear-regression": generalization.meta_linear_regression}

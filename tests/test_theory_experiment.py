@@ -15,7 +15,8 @@ def small(monkeypatch):
     for name, value in (("VARIANCE_TASKS", 12), ("BATCH_SIZES", (1, 2, 3)), ("CONVERGENCE_CHECKS", 2),
                         ("FULL_TASKS", 6), ("FULL_POINTS", 8), ("PAC_TASKS", 6), ("PAC_HYPER_STDS", (0.1,)),
                         ("PAC_POSTERIOR_STDS", (0.1, 0.2)), ("TEST_STEPS", (0, 1, 5)), ("CONSTANT_TASKS", 4),
-                        ("CONSTANT_POPULATION", 40)):
+                        ("CONSTANT_POPULATION", 40), ("PAC_LEARNER_GRID", ((0.1, 0.1, 0.3),)),
+                        ("PAC_LEARNER_STEPS", 4), ("PAC_LEARNER_TEST_STEPS", 2)):
         monkeypatch.setattr(experiment, name, value)
     for name, value in (("SINGLE_POINTS", (2, 8)), ("META_TASKS", (1, 3)), ("META_POINTS", (2, 4)),
                         ("META_BETAS", (1.0, 30.0)), ("EXAMPLE_POINTS", (1, 10)), ("SPREADS", (0.1, 0.3)),
@@ -48,6 +49,11 @@ def test_theory_experiment_writes_every_part(tmp_path, small, capsys):
     best = pac["best"]
     assert best["bound"] == pytest.approx(best["empirical"] + best["across_task"] + best["within_task"])
     assert best["delta"] == pytest.approx(experiment.PAC_DELTA / 2)  # union bound over the grid
+    learned = json.loads((tmp_path / "pac-bayes-learner.json").read_text())
+    row = learned["best"]
+    assert len(learned["rows"]) == 1 and len(row["history"]) == 4 and row["delta"] == experiment.PAC_DELTA
+    assert row["bound"] == pytest.approx(row["empirical"] + row["across_task"] + row["within_task"])
+    assert row["fresh_task_error"]["n"] == 6 and set(learned["what_if"]) == {"5", "25", "100", "1000"}
     information = json.loads((tmp_path / "information-bounds.json").read_text())
     assert [r["points"] for r in information["single_task"]["rows"]] == [2, 8] and information["all_bounds_hold"]
     assert [r["tasks"] for r in information["vs_tasks"]] == [1, 3]
