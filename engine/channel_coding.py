@@ -10,7 +10,10 @@ over 4 complex channel uses of a 3-tap Rayleigh block-fading channel at 15 dB (t
   meta-batch, Adam 0.003, ``iters`` iterations), run directory ``OUT/runs/maml``;
 * ``joint`` — one encoder/decoder pair trained on the pooled messages of the meta-training
   channels (monograph eq. 1.2), the same iterations and optimizer;
-* ``random`` — conventional learning from a random initialization.
+* ``random`` — conventional learning from a random initialization;
+* ``maml-rtn``, ``joint-rtn``, ``random-rtn`` — the same three with a radio transformer network
+  (a learned 3-tap equalizer, [115]) in front of the decoder, as in the monograph's Fig. 5.7;
+  the MAML run lives in ``OUT/runs/maml-rtn``.
 
 Each start is then trained on every held-out channel by SGD, one fresh batch of 16 messages per
 iteration (its step size chosen from ``STEP_SIZES`` by the mean BLER over ``ITERATIONS`` on
@@ -41,39 +44,36 @@ from innerloop.engine.tasks import generator_for
 INNER_LR, META_BATCH, OUTER_LR, SHOTS, QUERIES = 0.1, 16, 0.003, 16, 64
 ITERATIONS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 STEP_SIZES, VALIDATION_CHANNELS, EVAL_MESSAGES = (0.01, 0.1), 50, 1000
-METHODS = ("maml", "joint", "random")
+METHODS = ("maml", "joint", "random", "maml-rtn", "joint-rtn", "random-rtn")
 
 
-def _config(iters: int, seed: int) -> TrainConfig:
+def _config(iters: int, seed: int, receiver: str = "mlp") -> TrainConfig:
     return TrainConfig(algo="maml", task="channel-coding", shots=SHOTS, queries=QUERIES, inner_steps=1,
                        inner_lr=INNER_LR, meta_batch=META_BATCH, outer_lr=OUTER_LR, iters=iters, seed=seed,
-                       eval_every=max(1, iters // 5), eval_tasks=64, checkpoint_every=iters)
+                       eval_every=max(1, iters // 5), eval_tasks=64, checkpoint_every=iters,
+                       task_options={"receiver": receiver})
 
 
-def _starts(methods: list[str], iters: int, seed: int, out: Path) -> tuple[dict[str, Params], dict[str, float], Any]:
-    """The meta-trained, jointly trained and random starts (meta-parameters), with training seconds."""
+def _start(method: str, iters: int, seed: int, out: Path) -> tuple[Params, float, Any]:
+    """A method's start (meta-parameters), its training seconds, and its (family, model, backend)."""
     from innerloop.engine import build
     from innerloop.engine.baselines import train_joint
     from innerloop.engine.trainer import Trainer
 
-    config = _config(iters, seed)
-    trainer = Trainer(config, out / "runs" / "maml", progress=False) if "maml" in methods else None
-    family = build.family(config)
+    kind, _, receiver = method.partition("-")
+    config = _config(iters, seed, receiver or "mlp")
+    family, backend = build.family(config), build.backend(config)
     model = build.model(config, family)
-    backend = build.backend(config)
-    starts, seconds = {}, {}
-    for method in methods:
-        began = time.perf_counter()
-        if method == "maml":
-            starts[method] = trainer.run().params
-        elif method == "joint":
-            starts[method] = train_joint(family, model, backend, iters=iters, meta_batch=META_BATCH, lr=OUTER_LR,
-                                         seed=seed, progress=False)
-        else:
-            starts[method] = model.init(generator_for(seed, "channel-coding/random-init"))
-        seconds[method] = time.perf_counter() - began
-    starts = {m: cast({k: v.detach() for k, v in p.items()}, backend.dtype, backend.device) for m, p in starts.items()}
-    return starts, seconds, (family, model, backend)
+    began = time.perf_counter()
+    if kind == "maml":
+        start = Trainer(config, out / "runs" / method, progress=False).run().params
+    elif kind == "joint":
+        start = train_joint(family, model, backend, iters=iters, meta_batch=META_BATCH, lr=OUTER_LR, seed=seed,
+                            progress=False)
+    else:
+        start = model.init(generator_for(seed, "channel-coding/random-init"))
+    start = cast({k: v.detach() for k, v in start.items()}, backend.dtype, backend.device)
+    return start, time.perf_counter() - began, (family, model, backend)
 
 
 def block_errors(learner: Learner, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -107,21 +107,22 @@ def channel_coding(out: str | Path, iters: int = 2000, tasks: int = 100, algorit
     methods, out = prepare("channel-coding method", algorithms, list(METHODS), jobs, out)
     if int(tasks) != tasks or tasks < 2:
         raise ConfigError(f"--tasks must be an integer >= 2, got {tasks}", "e.g. --tasks 100")
-    starts, seconds, built = _starts(methods, iters, seed, out)
-    family = built[0]
-    validation = family.channels(VALIDATION_CHANNELS, generator_for(seed, "channel-coding/validation"))
-    test = family.channels(tasks, generator_for(seed, "channel-coding/test"))
     rows, curves = {}, {}
-    for method, start in starts.items():
+    for method in methods:
+        start, seconds, built = _start(method, iters, seed, out)
+        family = built[0]  # the channels depend on the seed only, not on the receiver
+        validation = family.channels(VALIDATION_CHANNELS, generator_for(seed, "channel-coding/validation"))
+        test = family.channels(tasks, generator_for(seed, "channel-coding/test"))
         chosen = {lr: float(torch.stack(list(training_curve(built, start, validation, lr, "validation", seed).values()))
                             .mean()) for lr in STEP_SIZES}
         lr = min(chosen, key=chosen.get)
         curve = curves[method] = training_curve(built, start, test, lr, "test", seed)
-        rows[method] = {"step_size": lr, "validation_mean_bler": chosen, "train_seconds": seconds[method],
-                        "bler": {str(n): summarize(v) for n, v in curve.items()}}
+        rows[method] = {"receiver": family.receiver, "step_size": lr, "validation_mean_bler": chosen,
+                        "train_seconds": seconds, "bler": {str(n): summarize(v) for n, v in curve.items()}}
         print(f"[channel-coding] {method:<6} (α = {lr}): BLER " + ", ".join(
             f"{n} it. {s['mean']:.4f}" for n, s in rows[method]["bler"].items()), flush=True)
-    document = {"experiment": "channel-coding", "task_options": family.config(), "iters": iters, "seed": seed,
+    options = {k: v for k, v in family.config().items() if k != "receiver"}
+    document = {"experiment": "channel-coding", "task_options": options, "iters": iters, "seed": seed,
                 "held_out_channels": tasks, "eval_messages": EVAL_MESSAGES, "iterations": list(ITERATIONS),
                 "inner_lr": INNER_LR, "meta_batch": META_BATCH, "outer_lr": OUTER_LR, "messages_per_iteration": SHOTS,
                 "rows": rows, "summary": summary(rows)}

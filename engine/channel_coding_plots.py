@@ -1,5 +1,5 @@
 """The figure of ``innerloop experiment channel-coding``: BLER on new channels vs training iterations
-from each start (monograph Fig. 5.7)."""
+from each start (monograph Fig. 5.7); dashed lines are the RTN receivers."""
 
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ def plot(document: dict[str, Any], path: Path) -> None:
     for name, row in document["rows"].items():
         mean = np.array([row["bler"][str(n)]["mean"] for n in iterations])
         ci = np.array([row["bler"][str(n)]["ci95"] for n in iterations])
-        ax.plot(x, mean, marker="o", ms=3, color=STYLE.get(name), label=f"{name} (SGD α = {row['step_size']:g})")
-        ax.fill_between(x, np.maximum(mean - ci, 1e-4), mean + ci, color=STYLE.get(name), alpha=0.15, lw=0)
+        color = STYLE.get(name.split("-")[0])
+        ax.plot(x, mean, marker="o", ms=3, color=color, ls="--" if row.get("receiver") == "rtn" else "-",
+                label=f"{name} (SGD α = {row['step_size']:g})")
+        ax.fill_between(x, np.maximum(mean - ci, 1e-4), mean + ci, color=color, alpha=0.15, lw=0)
     ax.set_ylim(bottom=1e-4)
     ax.set(xscale="log", yscale="log", xlabel="training iterations on the new channel (16 messages each)",
            ylabel="block error rate", title=f"{document['held_out_channels']} new channels")

@@ -8,6 +8,11 @@ convolution with the point's taps h, plus the point's noise w, both read from th
 [Re y; Im y] to message logits. Encoder and decoder are MLPs (parameters ``encoder.*`` and
 ``decoder.*``), so ϕ = (ϕT, ϕR) is one parameter dict and every gradient-lens algorithm —
 MAML's one-step update of eq. 5.16 included — adapts the whole link through the channel.
+
+``receiver="rtn"`` puts a radio transformer network [115] in front of the decoder (§5.3): an
+estimator MLP (parameters ``estimator.*``) reads y and outputs an L-tap complex filter
+w = δ + g(y) (the identity filter plus a learned correction, so a fresh estimator starts near
+"no equalization"), and the decoder sees ȳ = y ∗ w — an explicit, learned channel equalizer.
 """
 
 from __future__ import annotations
@@ -17,22 +22,47 @@ from collections.abc import Sequence
 
 import torch
 
+from innerloop.engine.errors import ConfigError
 from innerloop.engine.models import MLP
 from innerloop.engine.params import Params, check_shapes, count
 
+RECEIVERS = ("mlp", "rtn")
+
+
+def convolve(a_real: torch.Tensor, a_imag: torch.Tensor, taps_real: torch.Tensor,
+             taps_imag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The full complex convolution (a ∗ taps)_i = Σ_τ taps_τ·a_{i−τ} along the last axis, length
+    len(a) + len(taps) − 1, for signals [..., n] and taps [..., L] (eq. 5.11's h ∗ x)."""
+    length = taps_real.shape[-1]
+    out_real = out_imag = 0
+    for tap in range(length):  # tap τ delays the signal by τ samples
+        delay = (tap, length - 1 - tap)
+        tr, ti = taps_real[..., tap:tap + 1], taps_imag[..., tap:tap + 1]
+        out_real = out_real + torch.nn.functional.pad(tr * a_real - ti * a_imag, delay)
+        out_imag = out_imag + torch.nn.functional.pad(tr * a_imag + ti * a_real, delay)
+    return out_real, out_imag
+
 
 class LinkAutoencoder:
-    """Encoder MLP → power normalization → h ∗ x + w → decoder MLP, for 2^bits messages."""
+    """Encoder MLP → power normalization → h ∗ x + w → [RTN equalizer →] decoder MLP, for 2^bits messages."""
 
     def __init__(self, messages: int, uses: int, taps: int, hidden: Sequence[int] = (40, 40),
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", receiver: str = "mlp", equalizer_taps: int = 3) -> None:
+        if receiver not in RECEIVERS:
+            raise ConfigError(f"unknown receiver {receiver!r}", f"choose one of {', '.join(RECEIVERS)}")
+        if int(equalizer_taps) != equalizer_taps or equalizer_taps < 1:
+            raise ConfigError(f"equalizer_taps must be a positive integer, got {equalizer_taps}", "e.g. 3")
         self.messages, self.uses, self.taps = int(messages), int(uses), int(taps)
+        self.receiver, self.equalizer_taps = receiver, int(equalizer_taps) if receiver == "rtn" else 0
         self.received = self.uses + self.taps - 1
+        decoded = self.received + self.equalizer_taps - 1 if receiver == "rtn" else self.received
         self.encoder = MLP(self.messages, hidden, 2 * self.uses, activation)
-        self.decoder = MLP(2 * self.received, hidden, self.messages, activation)
+        self.decoder = MLP(2 * decoded, hidden, self.messages, activation)
         self.in_dim = self.messages + 2 * self.taps + 2 * self.received
         self.out_dim = self.messages
         self.parts = {"encoder": self.encoder, "decoder": self.decoder}
+        if receiver == "rtn":
+            self.parts["estimator"] = MLP(2 * self.received, hidden, 2 * self.equalizer_taps, activation)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {f"{part}.{k}": s for part, net in self.parts.items() for k, s in net.shapes().items()}
@@ -57,29 +87,34 @@ class LinkAutoencoder:
 
     def apply(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """Message logits [..., messages] for points x = [one-hot(m); Re h; Im h; Re w; Im w]."""
-        return self.decoder.apply(self._part(params, "decoder"), self.received_signal(params, x))
+        received = self.received_signal(params, x)
+        if self.receiver == "rtn":
+            received = self.equalized(params, received)
+        return self.decoder.apply(self._part(params, "decoder"), received)
+
+    def equalized(self, params: Params, received: torch.Tensor) -> torch.Tensor:
+        """The RTN's [Re ȳ; Im ȳ], ȳ = y ∗ w with w = δ + g(y) from the estimator."""
+        correction = self.parts["estimator"].apply(self._part(params, "estimator"), received)
+        n, length = self.received, self.equalizer_taps
+        identity = torch.nn.functional.one_hot(torch.tensor(0), length).to(correction)
+        out_real, out_imag = convolve(received[..., :n], received[..., n:], identity + correction[..., :length],
+                                      correction[..., length:])
+        return torch.cat([out_real, out_imag], dim=-1)
 
     def received_signal(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """[Re y; Im y] [..., 2(uses + taps − 1)] of eq. 5.11, y = h ∗ x + w, for points ``x``."""
         m, t = self.messages, self.taps
         real, imag = self.codewords(params, x[..., :m])
-        h_real, h_imag = x[..., m:m + t], x[..., m + t:m + 2 * t]
-        noise = x[..., m + 2 * t:]
-        y_real = y_imag = 0
-        for tap in range(t):  # y_i = Σ_τ h_τ x_{i−τ}: tap τ delays the codeword by τ samples
-            delay = (tap, t - 1 - tap)
-            hr, hi = h_real[..., tap:tap + 1], h_imag[..., tap:tap + 1]
-            y_real = y_real + torch.nn.functional.pad(hr * real - hi * imag, delay)
-            y_imag = y_imag + torch.nn.functional.pad(hr * imag + hi * real, delay)
-        return torch.cat([y_real, y_imag], dim=-1) + noise
+        y_real, y_imag = convolve(real, imag, x[..., m:m + t], x[..., m + t:m + 2 * t])
+        return torch.cat([y_real, y_imag], dim=-1) + x[..., m + 2 * t:]
 
     def check_params(self, params: Params, task_axis: bool = False) -> None:
         check_shapes(self.shapes(), params, repr(self), task_axis)
 
     def config(self) -> dict:
-        return {"messages": self.messages, "uses": self.uses, "taps": self.taps,
-                "encoder": self.encoder.config(), "decoder": self.decoder.config()}
+        return {"messages": self.messages, "uses": self.uses, "taps": self.taps, "receiver": self.receiver,
+                "equalizer_taps": self.equalizer_taps, **{part: net.config() for part, net in self.parts.items()}}
 
     def __repr__(self) -> str:
         return (f"LinkAutoencoder({self.messages} messages, {self.uses} uses, {self.taps} taps, "
-                f"hidden={self.encoder.hidden})")
+                f"hidden={self.encoder.hidden}, receiver={self.receiver!r})")

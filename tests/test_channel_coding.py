@@ -52,8 +52,33 @@ def test_channel_coding_family_draws_fresh_messages_over_one_channel_per_task():
         tasks.make("channel-coding", bits=12)
 
 
-def test_maml_meta_gradient_through_the_channel_matches_an_autograd_unroll(cpu64):
-    family = tasks.make("channel-coding", shots=6, queries=5)
+def test_rtn_receiver_equalizes_with_the_estimated_filter():
+    family = tasks.make("channel-coding", shots=4, queries=1, receiver="rtn", equalizer_taps=2)
+    model = family.learner((8,), "tanh")
+    assert set(model.shapes()) >= {"estimator.layer0.weight", "decoder.layer0.weight"}
+    assert model.shapes()["decoder.layer0.weight"] == (8, 2 * (6 + 2 - 1))
+    params = model.init(torch.Generator().manual_seed(5), dtype=torch.float64)
+    x = family.sample(1, torch.Generator().manual_seed(6)).support_x.double()[0]
+    received = model.received_signal(params, x)
+    estimator = {k[len("estimator."):]: v for k, v in params.items() if k.startswith("estimator.")}
+    correction = model.parts["estimator"].apply(estimator, received).numpy()
+    got = model.equalized(params, received).numpy()
+    for k in range(4):
+        y = received[k, :6].numpy() + 1j * received[k, 6:].numpy()
+        w = np.array([1.0, 0.0]) + correction[k, :2] + 1j * correction[k, 2:]
+        assert np.allclose(got[k, :7] + 1j * got[k, 7:], np.convolve(y, w), atol=1e-12)
+    last = max(k for k in estimator if k.endswith(".weight")).split(".")[0]  # a zero correction: w = δ
+    silent = {**params, f"estimator.{last}.weight": torch.zeros_like(params[f"estimator.{last}.weight"]),
+              f"estimator.{last}.bias": torch.zeros_like(params[f"estimator.{last}.bias"])}
+    flat = model.equalized(silent, received)
+    assert torch.equal(flat[:, :6], received[:, :6]) and torch.equal(flat[:, 7:13], received[:, 6:])
+    with pytest.raises(ConfigError, match="unknown receiver"):
+        tasks.make("channel-coding", receiver="cnn")
+
+
+@pytest.mark.parametrize("receiver", ["mlp", "rtn"])
+def test_maml_meta_gradient_through_the_channel_matches_an_autograd_unroll(cpu64, receiver):
+    family = tasks.make("channel-coding", shots=6, queries=5, receiver=receiver)
     model = family.learner((6,), "tanh")
     batch = family.sample(2, torch.Generator().manual_seed(3)).to(torch.float64, "cpu")
     algo = MAML(model, cpu64, inner_lr=0.1, inner_steps=1)
@@ -81,6 +106,17 @@ def test_train_builds_the_link_learner_for_channel_coding(tmp_path):
     assert {k.split(".")[0] for k in state["params"]} == {"encoder", "decoder"}
 
 
+def test_train_takes_the_rtn_receiver_as_a_task_option(tmp_path):
+    from innerloop.cli import main
+
+    out = tmp_path / "rtn"
+    assert main(["train", "--algo", "maml", "--task", "channel-coding", "--task-option", "receiver=rtn",
+                 "--inner-steps", "1", "--hidden", "8", "--iters", "2", "--meta-batch", "2", "--out", str(out),
+                 "--quiet"]) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert {k.split(".")[0] for k in state["params"]} == {"encoder", "estimator", "decoder"}
+
+
 def test_channel_coding_experiment_end_to_end(tmp_path, monkeypatch):
     from innerloop.cli import main
     from innerloop.engine import channel_coding as experiment
@@ -91,11 +127,12 @@ def test_channel_coding_experiment_end_to_end(tmp_path, monkeypatch):
     assert main(["experiment", "channel-coding", "--out", str(tmp_path), "--iters", "3", "--tasks", "4"]) == 0
     document = json.loads((tmp_path / "channel_coding.json").read_text())
     assert (tmp_path / "channel_coding.png").stat().st_size > 10_000
-    assert set(document["rows"]) == {"maml", "joint", "random"}
+    assert set(document["rows"]) == {"maml", "joint", "random", "maml-rtn", "joint-rtn", "random-rtn"}
+    assert document["rows"]["maml-rtn"]["receiver"] == "rtn" and document["rows"]["maml"]["receiver"] == "mlp"
     for row in document["rows"].values():
         assert row["step_size"] in experiment.STEP_SIZES and set(row["bler"]) == {"0", "1", "3"}
         assert all(0 <= s["mean"] <= 1 and s["n"] == 4 for s in row["bler"].values())
     assert (tmp_path / "runs" / "maml" / "checkpoint.pt").is_file()
     assert math.isfinite(document["summary"]["bler_after_one_iteration"]["maml"])
-    assert set(document["summary"]["maml_minus"]) == {"joint", "random"}
+    assert set(document["summary"]["maml_minus"]) == {"joint", "random", "maml-rtn", "joint-rtn", "random-rtn"}
     assert document["summary"]["maml_minus"]["joint"]["1"]["n"] == 4

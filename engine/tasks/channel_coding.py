@@ -7,7 +7,8 @@ channel uses. The learner (:class:`~innerloop.engine.link_autoencoder.LinkAutoen
 whole link — encoder, the differentiable channel, decoder — so a point carries what the channel
 simulator needs besides the message: x = [one-hot(m); Re h; Im h; Re w; Im w] (the decoder never
 sees h), y = m, and the loss is the cross-entropy of eq. 5.13. Support and query points are fresh
-messages and noise over the same channel.
+messages and noise over the same channel. ``receiver="rtn"`` gives the learner a radio transformer
+network (an equalizer with ``equalizer_taps`` taps) in front of its decoder.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class ChannelCoding(TaskFamily):
     loss = "cross_entropy"
 
     def __init__(self, shots: int = 16, queries: int = 64, bits: int = 4, uses: int = 4, taps: int = 3,
-                 snr_db: float = 15.0) -> None:
+                 snr_db: float = 15.0, receiver: str = "mlp", equalizer_taps: int = 3) -> None:
         super().__init__(shots, queries)
         for label, value in (("bits", bits), ("uses", uses), ("taps", taps)):
             if int(value) != value or value < 1:
@@ -36,6 +37,13 @@ class ChannelCoding(TaskFamily):
             raise ConfigError(f"ChannelCoding needs bits <= 10 (2^bits messages) and a finite snr_db; got {bits}, "
                               f"{snr_db}", "e.g. bits=4 snr_db=15")
         self.bits, self.uses, self.taps, self.snr_db = int(bits), int(uses), int(taps), float(snr_db)
+        from innerloop.engine.link_autoencoder import RECEIVERS
+
+        if receiver not in RECEIVERS:
+            raise ConfigError(f"unknown receiver {receiver!r}", f"--task-option receiver={' or '.join(RECEIVERS)}")
+        if int(equalizer_taps) != equalizer_taps or equalizer_taps < 1:
+            raise ConfigError(f"equalizer_taps must be a positive integer, got {equalizer_taps}", "e.g. 3")
+        self.receiver, self.equalizer_taps = receiver, int(equalizer_taps)
 
     @property
     def messages(self) -> int:
@@ -79,7 +87,8 @@ class ChannelCoding(TaskFamily):
         """The end-to-end link this family trains: encoder, channel, decoder."""
         from innerloop.engine.link_autoencoder import LinkAutoencoder
 
-        return LinkAutoencoder(self.messages, self.uses, self.taps, hidden, activation)
+        return LinkAutoencoder(self.messages, self.uses, self.taps, hidden, activation, self.receiver,
+                               self.equalizer_taps)
 
     def _sample(self, num_tasks: int, generator: torch.Generator | None, shots: int, queries: int) -> TaskBatch:
         channels = self.channels(num_tasks, generator)
@@ -89,4 +98,5 @@ class ChannelCoding(TaskFamily):
         return TaskBatch(x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:], params)
 
     def config(self) -> dict:
-        return {**super().config(), "bits": self.bits, "uses": self.uses, "taps": self.taps, "snr_db": self.snr_db}
+        return {**super().config(), "bits": self.bits, "uses": self.uses, "taps": self.taps, "snr_db": self.snr_db,
+                "receiver": self.receiver, "equalizer_taps": self.equalizer_taps}
