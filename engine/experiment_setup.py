@@ -21,9 +21,11 @@ SUMMARIES = {
     "demodulation-devices": "demodulation SER vs the number of meta-training devices: CAVIA, MAML, joint "
                             "(monograph Fig. 5.4)",
     "online-demodulation": "online (continual) meta-learning of a demodulator as devices arrive: prequential and "
-                           "held-out SER of CAVIA/MAML with and without replay vs MMSE + ML (monograph §5.2, §7.1.1)",
+                           "held-out SER of CAVIA/MAML/BMAML with and without replay or active selection vs MMSE + ML "
+                           "(monograph §5.2, §7.1.1, §7.1.3)",
     "channel-coding": "encoder/decoder over a 3-tap channel: BLER vs training iterations on new channels from MAML, "
-                      "joint and random starts (monograph §5.3)",
+                      "joint and random starts, each with a plain and a radio-transformer-network receiver "
+                      "(monograph §5.3)",
     "channel-prediction": "closed-form iMAML linear channel predictors, naive and with the long-short-term "
                           "decomposition, vs joint, conventional and outdated CSI (monograph §5.4; no --iters)",
     "power-control": "REGNN power control over changing topologies: sum-rate vs meta-training periods for joint, "
@@ -31,7 +33,8 @@ SUMMARIES = {
     "theory": "seed 000 §6–9 on trained meta-learners: Theorem 2's implicit prior, inner-step sensitivity, "
               "meta-gradient variance vs B, FMO convergence bound, Amit–Meir PAC-Bayes bound for softened MAML and for "
               "a learner that minimizes it; monograph ch. 4 exactly: "
-              "information-theoretic bounds, task similarity, minimum excess meta-risk (--algos picks parts)",
+              "information-theoretic bounds, task similarity, minimum excess meta-risk, meta linear regression "
+              "(--algos picks parts)",
 }
 
 

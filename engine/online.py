@@ -12,6 +12,10 @@ Tasks arrive one at a time and are never drawn again from the source. Each arriv
 
 The average prequential score over arrivals measures how quickly the meta-learner becomes useful
 while it is being built, which offline meta-training on a stored set of tasks does not show.
+
+**Active selection** (monograph §7.1.3): with ``select``, each arrival is a batch of candidate tasks
+and ``select(params, candidates)`` names the one to acquire, given the current meta-parameters; only
+that task is scored, learned from and stored — the others are never seen again.
 """
 
 from __future__ import annotations
@@ -37,20 +41,31 @@ class OnlineRun:
     losses: list[float] = field(default_factory=list)
 
 
+FIELDS = ("support_x", "support_y", "query_x", "query_y")
+
+
 def _stack(tasks: list[TaskBatch]) -> TaskBatch:
     """One batch of the given single-or-multi-task batches (same sizes)."""
-    fields = ("support_x", "support_y", "query_x", "query_y")
-    return TaskBatch(*(torch.cat([getattr(t, name) for t in tasks]) for name in fields))
+    return TaskBatch(*(torch.cat([getattr(t, name) for t in tasks]) for name in FIELDS))
+
+
+def _pick(candidates: TaskBatch, index: int) -> TaskBatch:
+    if not 0 <= index < candidates.num_tasks:
+        raise ConfigError(f"select chose candidate {index} of {candidates.num_tasks}",
+                          "return an index into the arriving batch of candidates")
+    return TaskBatch(*(getattr(candidates, name)[index:index + 1] for name in FIELDS))
 
 
 def online_meta_learning(algorithm, params: Params, arrivals: Iterable[TaskBatch], *, lr: float,
                          score: Callable[[Params, TaskBatch], torch.Tensor], replay: int = 0,
                          generator: torch.Generator | None = None,
                          callback: Callable[[int, Params], None] | None = None, progress: bool = True,
-                         total: int | None = None) -> OnlineRun:
+                         total: int | None = None,
+                         select: Callable[[Params, TaskBatch], int] | None = None) -> OnlineRun:
     """Run the protocol of the module docstring with Adam (step ``lr``) on ``params`` (updated in
     place and returned). ``score(params, batch)`` gives one score per task of ``batch`` for the
-    current meta-parameters; ``callback(t, params)`` runs after the t-th update."""
+    current meta-parameters; ``callback(t, params)`` runs after the t-th update; ``select`` makes
+    the run active (see the module docstring)."""
     if int(replay) != replay or replay < 0:
         raise ConfigError(f"replay must be an integer >= 0, got {replay}", "0 (no revisiting) or e.g. 15")
     if replay and generator is None:
@@ -60,6 +75,8 @@ def online_meta_learning(algorithm, params: Params, arrivals: Iterable[TaskBatch
     run, seen = OnlineRun(params), []
     bar = Progress(total or 0, "online meta-learning", progress and total is not None)
     for t, arrival in enumerate(arrivals, start=1):
+        if select is not None:
+            arrival = _pick(arrival, select(params, arrival))
         with torch.no_grad():
             run.prequential.extend(float(s) for s in score(params, arrival))
         batch = arrival

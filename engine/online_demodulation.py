@@ -10,7 +10,18 @@ networks and inner loops:
 
 * ``cavia`` and ``maml`` — no revisiting: the meta-gradient of the arriving device alone;
 * ``cavia-replay`` — follow-the-meta-leader style: the arriving device and ``REPLAY`` devices
-  drawn from those stored so far (16 per step, the offline meta-batch).
+  drawn from those stored so far (16 per step, the offline meta-batch);
+* ``cavia-active`` — active meta-learning (monograph §7.1.3): each step offers ``CANDIDATES``
+  devices, and the learner acquires the one whose pilots leave its demodulator most uncertain —
+  the largest mean predictive entropy on the device's received symbols after adapting to its
+  pilots, which needs no labels beyond the pilots. The same number of devices is acquired as by
+  ``cavia``; the others are never seen again. Its prequential SER is on the devices it chose
+  (harder than average by design), so only its held-out curve compares with the other methods;
+* ``bmaml`` and ``bmaml-active`` — the Bayesian meta-learner (5 SVGD particles) in arrival order,
+  and acquiring the candidate of largest *epistemic* uncertainty: the particles' disagreement
+  I(s; φ | y) = H(E_φ p(s|y, φ)) − E_φ H(p(s|y, φ)) (BALD), averaged over the device's symbols —
+  the criterion of Bayesian active meta-learning [112], which predictive entropy mixes with the
+  aleatoric noise of a device in a deep fade.
 
 References on the same arrivals: the model-based receiver (MMSE channel estimate from the 4 pilots,
 then ML detection). Every ``iters``/``CHECKS`` arrivals the meta-parameters are also scored on
@@ -44,10 +55,15 @@ from innerloop.engine.rundir import atomic_write_json
 from innerloop.engine.stats import summarize
 from innerloop.engine.tasks import TaskBatch, derive_seed, generator_for
 
+CHECKS, REPLAY, CANDIDATES = 10, 15, 8
 METHODS: dict[str, dict[str, Any]] = {"cavia": {"base": "cavia", "replay": 0},
-                                      "cavia-replay": {"base": "cavia", "replay": 15},
-                                      "maml": {"base": "maml", "replay": 0}}
-CHECKS, REPLAY = 10, 15
+                                      "cavia-replay": {"base": "cavia", "replay": REPLAY},
+                                      "cavia-active": {"base": "cavia", "replay": 0, "candidates": CANDIDATES,
+                                                       "measure": "entropy"},
+                                      "maml": {"base": "maml", "replay": 0},
+                                      "bmaml": {"base": "bmaml", "replay": 0},
+                                      "bmaml-active": {"base": "bmaml", "replay": 0, "candidates": CANDIDATES,
+                                                       "measure": "bald"}}
 
 
 def device_ser(algorithm, params: Params, batch: TaskBatch) -> torch.Tensor:
@@ -64,11 +80,38 @@ def mmse_ml_ser(family, batch: TaskBatch) -> torch.Tensor:
     return (decisions != batch.query_y).double().mean(dim=1)
 
 
-def arrivals(family, seed: int):
-    """The endless, seeded sequence of arriving devices (one per batch), the same for every method."""
+def arrivals(family, seed: int, candidates: int = 1):
+    """The endless, seeded sequence of arriving devices, ``candidates`` per batch (the first device
+    of the sequence is the same for every method)."""
     stream = family.stream("meta-train", seed)
     while True:
-        yield stream.next(1)
+        yield stream.next(candidates)
+
+
+def _entropy(probs: torch.Tensor) -> torch.Tensor:
+    return -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)
+
+
+def most_uncertain(algorithm, measure: str = "entropy") -> Any:
+    """Active selection: the candidate with the largest mean uncertainty on its query symbols'
+    received signals after adapting to its pilots (no query labels are read). ``measure``:
+    ``"entropy"`` — the predictive entropy; ``"bald"`` — the particles' mutual information
+    H(mean_m p_m) − mean_m H(p_m) (an ensemble learner: BMAML)."""
+    if measure not in ("entropy", "bald"):
+        raise ConfigError(f"unknown uncertainty measure {measure!r}", "use 'entropy' or 'bald'")
+
+    def select(params: Params, candidates: TaskBatch) -> int:
+        adapted = algorithm.adapt(params, candidates)
+        with torch.no_grad():
+            if measure == "bald":
+                particles = torch.softmax(torch.func.vmap(algorithm.model.predictions)(adapted, candidates.query_x),
+                                          dim=-1)  # [B, M, K, classes]
+                score = _entropy(particles.mean(1)) - _entropy(particles).mean(1)
+            else:
+                score = _entropy(class_probabilities(algorithm.model, adapted, candidates.query_x))
+        return int(score.mean(-1).argmax())
+
+    return select
 
 
 def _run(args: tuple[str, int, int, int]) -> dict[str, Any]:
@@ -94,9 +137,11 @@ def _run(args: tuple[str, int, int, int]) -> dict[str, Any]:
             curve.append({"devices": t, **summarize(device_ser(algorithm, current, test))})
 
     began = time.perf_counter()
-    run = online_meta_learning(algorithm, params, islice(arrivals(family, seed), iters), lr=OUTER_LR,
+    candidates = spec.get("candidates", 1)
+    run = online_meta_learning(algorithm, params, islice(arrivals(family, seed, candidates), iters), lr=OUTER_LR,
                                score=lambda p, b: device_ser(algorithm, p, b), replay=spec["replay"],
-                               generator=generator_for(seed, "online/replay"), callback=check, progress=False)
+                               generator=generator_for(seed, "online/replay"), callback=check, progress=False,
+                               select=most_uncertain(algorithm, spec["measure"]) if candidates > 1 else None)
     return {"method": method, "prequential": run.prequential, "held_out": curve,
             "seconds": time.perf_counter() - began}
 
@@ -119,10 +164,12 @@ def online_demodulation(out: str | Path, iters: int = 3000, tasks: int = 300, al
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         for row in pool.map(_run, [(m, iters, tasks, seed) for m in methods]):
             prequential = torch.tensor(row["prequential"], dtype=torch.float64)
+            spec = METHODS[row["method"]]
+            paired = "candidates" not in spec  # an active method's devices are not the shared sequence
             rows[row["method"]] = {
-                "replay": METHODS[row["method"]]["replay"], "prequential": row["prequential"],
+                "replay": spec["replay"], "candidates": spec.get("candidates", 1), "prequential": row["prequential"],
                 "prequential_mean": summarize(prequential), "last_quarter": summarize(prequential[-(iters // 4):]),
-                "minus_mmse_ml_last_quarter": summarize((prequential - stream)[-(iters // 4):]),
+                "minus_mmse_ml_last_quarter": summarize((prequential - stream)[-(iters // 4):]) if paired else None,
                 "held_out": row["held_out"], "seconds": row["seconds"]}
             print(f"[online-demodulation] {row['method']:<12} prequential SER {float(prequential.mean()):.3f} "
                   f"(last quarter {float(prequential[-(iters // 4):].mean()):.3f}); held-out SER after {iters} "

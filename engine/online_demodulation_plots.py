@@ -15,7 +15,8 @@ import numpy as np  # noqa: E402
 
 from innerloop.engine.plots import save_figure  # noqa: E402
 
-STYLE = {"cavia": "tab:red", "cavia-replay": "tab:purple", "maml": "tab:blue"}
+STYLE = {"cavia": "tab:red", "cavia-replay": "tab:purple", "cavia-active": "tab:orange", "maml": "tab:blue",
+         "bmaml": "tab:green", "bmaml-active": "tab:olive"}
 WINDOW = 50  # devices per moving-average point
 
 

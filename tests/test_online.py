@@ -10,8 +10,8 @@ from innerloop import backends
 from innerloop.engine.algorithms import ALGORITHMS
 from innerloop.engine.errors import ConfigError
 from innerloop.engine.models import MLP
-from innerloop.engine.online import online_meta_learning
-from innerloop.engine.tasks import LinearRegression
+from innerloop.engine.online import FIELDS, online_meta_learning
+from innerloop.engine.tasks import LinearRegression, TaskBatch
 
 F64 = torch.float64
 
@@ -58,16 +58,70 @@ def test_replay_mixes_stored_arrivals_into_each_step():
         online_meta_learning(algorithm, start, arrivals, lr=0.1, score=algorithm.evaluate, replay=-1)
 
 
+def test_active_selection_learns_only_the_chosen_candidates():
+    algorithm, start, arrivals = _setup()
+    offers = [TaskBatch(*(torch.cat([getattr(a, f), getattr(b, f)]) for f in FIELDS))
+              for a, b in zip(arrivals[::2], arrivals[1::2])]  # two candidates per step
+    chosen = []
+
+    def select(params, candidates):
+        chosen.append(len(chosen) % 2)
+        return chosen[-1]
+
+    run = online_meta_learning(algorithm, start, offers, lr=0.1, score=algorithm.evaluate, progress=False,
+                               select=select)
+    picked = [arrivals[2 * t + i] for t, i in enumerate(chosen)]
+    plain = online_meta_learning(algorithm, start, picked, lr=0.1, score=algorithm.evaluate, progress=False)
+    assert run.prequential == plain.prequential and len(run.prequential) == 3
+    assert torch.equal(run.params["layer0.weight"], plain.params["layer0.weight"])
+    with pytest.raises(ConfigError, match="chose candidate 2 of 2"):
+        online_meta_learning(algorithm, start, offers, lr=0.1, score=algorithm.evaluate, progress=False,
+                             select=lambda params, candidates: 2)
+
+
+def test_most_uncertain_picks_the_largest_predictive_entropy():
+    from innerloop.engine import build
+    from innerloop.engine.calibration import class_probabilities
+    from innerloop.engine.demodulation import method_config
+    from innerloop.engine.online_demodulation import arrivals, most_uncertain
+
+    config = method_config("cavia", 1, 0)
+    family = build.family(config)
+    model, backend = build.model(config, family), build.backend(config)
+    algorithm = build.algorithm(config, model, backend)
+    params = algorithm.init_params(torch.Generator().manual_seed(0), backend.dtype, backend.device)
+    candidates = next(arrivals(family, 0, candidates=6))
+    probs = class_probabilities(algorithm.model, algorithm.adapt(params, candidates), candidates.query_x).detach()
+    entropy = torch.distributions.Categorical(probs=probs).entropy().mean(-1)
+    assert most_uncertain(algorithm)(params, candidates) == int(entropy.argmax())
+    config = method_config("bmaml", 1, 0)  # BALD on BMAML's particles, by torch.distributions
+    model, backend = build.model(config, family), build.backend(config)
+    algorithm = build.algorithm(config, model, backend)
+    params = algorithm.init_params(torch.Generator().manual_seed(1), backend.dtype, backend.device)
+    adapted = algorithm.adapt(params, candidates)
+    logits = torch.stack([algorithm.model.predictions({k: v[b] for k, v in adapted.items()}, candidates.query_x[b])
+                          for b in range(6)]).detach()  # [B, M, K, classes]
+    per_particle = torch.distributions.Categorical(logits=logits)
+    mixture = torch.distributions.Categorical(probs=per_particle.probs.mean(1))
+    bald = (mixture.entropy() - per_particle.entropy().mean(1)).mean(-1)
+    assert most_uncertain(algorithm, "bald")(params, candidates) == int(bald.argmax())
+    with pytest.raises(ConfigError, match="unknown uncertainty measure"):
+        most_uncertain(algorithm, "variance")
+
+
 def test_online_demodulation_experiment_end_to_end(tmp_path, monkeypatch):
     from innerloop.cli import main
     from innerloop.engine import online_demodulation as experiment
 
     monkeypatch.setattr(experiment, "CHECKS", 2)
     assert main(["experiment", "online-demodulation", "--out", str(tmp_path), "--iters", "6", "--tasks", "4",
-                 "--algos", "cavia,cavia-replay"]) == 0
+                 "--algos", "cavia,cavia-replay,cavia-active"]) == 0
     document = json.loads((tmp_path / "online_demodulation.json").read_text())
     assert (tmp_path / "online_demodulation.png").stat().st_size > 10_000
-    assert set(document["rows"]) == {"cavia", "cavia-replay"}
+    assert set(document["rows"]) == {"cavia", "cavia-replay", "cavia-active"}
+    active = document["rows"]["cavia-active"]
+    assert active["candidates"] == experiment.CANDIDATES and active["minus_mmse_ml_last_quarter"] is None
+    assert len(active["prequential"]) == 6 and [c["devices"] for c in active["held_out"]] == [0, 3, 6]
     row = document["rows"]["cavia-replay"]
     assert len(row["prequential"]) == 6 and row["replay"] == experiment.REPLAY
     assert [c["devices"] for c in row["held_out"]] == [0, 3, 6] and row["held_out"][0]["n"] == 4
