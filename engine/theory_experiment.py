@@ -332,7 +332,7 @@ def pac_bayes_learner(tasks: int, seed: int) -> dict[str, Any]:
                                          prior_std=prior_std, delta=delta, steps=PAC_LEARNER_STEPS)
         draws = generator_for(seed, f"theory/pac-learner/{mean_width}/{scale_width}/{prior_std}")
         began = time.perf_counter()
-        posterior, history = learned.minimize_meta_bound(learner, reference, x, y, settings, draws)
+        posterior, history = learned.minimize_meta_bound(learner, reference, x, y, settings, draws, progress=True)
         bound = learned.evaluate_meta_bound(learner, posterior, reference, x, y, settings, draws)
         error = learned.meta_test_error(learner, posterior, fresh.support_x, fresh.support_y, fresh.query_x,
                                         fresh.query_y, settings, x.shape[0], draws, steps=PAC_LEARNER_TEST_STEPS)
