@@ -29,6 +29,15 @@ from innerloop.engine.params import Params, check_shapes, count
 RECEIVERS = ("mlp", "rtn")
 
 
+def check_receiver(receiver: str, equalizer_taps: int) -> None:
+    """Raise ConfigError for an unknown receiver or a non-positive equalizer length."""
+    if receiver not in RECEIVERS:
+        raise ConfigError(f"unknown receiver {receiver!r}", f"choose one of {', '.join(RECEIVERS)} "
+                          "(on the command line: --task-option receiver=rtn)")
+    if int(equalizer_taps) != equalizer_taps or equalizer_taps < 1:
+        raise ConfigError(f"equalizer_taps must be a positive integer, got {equalizer_taps}", "e.g. 3")
+
+
 def convolve(a_real: torch.Tensor, a_imag: torch.Tensor, taps_real: torch.Tensor,
              taps_imag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The full complex convolution (a ∗ taps)_i = Σ_τ taps_τ·a_{i−τ} along the last axis, length
@@ -48,10 +57,7 @@ class LinkAutoencoder:
 
     def __init__(self, messages: int, uses: int, taps: int, hidden: Sequence[int] = (40, 40),
                  activation: str = "relu", receiver: str = "mlp", equalizer_taps: int = 3) -> None:
-        if receiver not in RECEIVERS:
-            raise ConfigError(f"unknown receiver {receiver!r}", f"choose one of {', '.join(RECEIVERS)}")
-        if int(equalizer_taps) != equalizer_taps or equalizer_taps < 1:
-            raise ConfigError(f"equalizer_taps must be a positive integer, got {equalizer_taps}", "e.g. 3")
+        check_receiver(receiver, equalizer_taps)
         self.messages, self.uses, self.taps = int(messages), int(uses), int(taps)
         self.receiver, self.equalizer_taps = receiver, int(equalizer_taps) if receiver == "rtn" else 0
         self.received = self.uses + self.taps - 1

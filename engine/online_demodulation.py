@@ -32,6 +32,7 @@ Writes ``online_demodulation.json`` and ``online_demodulation.png``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -92,7 +93,7 @@ def _entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)
 
 
-def most_uncertain(algorithm, measure: str = "entropy") -> Any:
+def most_uncertain(algorithm, measure: str = "entropy") -> Callable[[Params, TaskBatch], int]:
     """Active selection: the candidate with the largest mean uncertainty on its query symbols'
     received signals after adapting to its pilots (no query labels are read). ``measure``:
     ``"entropy"`` — the predictive entropy; ``"bald"`` — the particles' mutual information

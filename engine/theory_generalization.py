@@ -74,8 +74,9 @@ def information_bounds(seed: int) -> dict[str, Any]:
         return {**{k: result[k] for k in keep}, "meta_beta": env.meta_beta,
                 "meta_training_loss": result["meta_population_loss"] - result["gen_error"]}
 
-    return {"environment": {**BERNOULLI, "prior_width": _bernoulli().prior_width, "models": _bernoulli().models,
-                            "hypers": _bernoulli().hypers},
+    grid = _bernoulli()
+    return {"environment": {**BERNOULLI, "prior_width": grid.prior_width, "models": grid.models,
+                            "hypers": grid.hypers},
             "single_task": {"bias": SINGLE_TASK, "prior_center": SINGLE_PRIOR, "delta": 0.05, "rows": single},
             "vs_tasks": [meta(tasks=k) for k in META_TASKS],
             "vs_points": [meta(points=n) for n in META_POINTS],

@@ -37,12 +37,9 @@ class ChannelCoding(TaskFamily):
             raise ConfigError(f"ChannelCoding needs bits <= 10 (2^bits messages) and a finite snr_db; got {bits}, "
                               f"{snr_db}", "e.g. bits=4 snr_db=15")
         self.bits, self.uses, self.taps, self.snr_db = int(bits), int(uses), int(taps), float(snr_db)
-        from innerloop.engine.link_autoencoder import RECEIVERS
+        from innerloop.engine.link_autoencoder import check_receiver
 
-        if receiver not in RECEIVERS:
-            raise ConfigError(f"unknown receiver {receiver!r}", f"--task-option receiver={' or '.join(RECEIVERS)}")
-        if int(equalizer_taps) != equalizer_taps or equalizer_taps < 1:
-            raise ConfigError(f"equalizer_taps must be a positive integer, got {equalizer_taps}", "e.g. 3")
+        check_receiver(receiver, equalizer_taps)  # at construction, so a bad --task-option fails before training
         self.receiver, self.equalizer_taps = receiver, int(equalizer_taps)
 
     @property

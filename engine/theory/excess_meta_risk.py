@@ -70,7 +70,7 @@ class HierarchicalLinearModel:
                 "test_design": designs[:, -1], "test_targets": targets[:, -1]}
 
     def _whitened(self, design: torch.Tensor) -> torch.Tensor:
-        """(σ²I + s_ϕ²XᵀX)⁻¹ as a solve-ready matrix [..., d, d] for designs X [..., N, d]."""
+        """σ²I + s_ϕ²XᵀX [..., d, d] for designs X [..., N, d]: X_kᵀC_k⁻¹ = (σ²I + s_ϕ²XᵀX)⁻¹X_kᵀ is a solve with it."""
         return self.noise_var * self._eye() + self.task_var * design.transpose(-1, -2) @ design
 
     def hyper_posterior(self, meta_designs: torch.Tensor,
