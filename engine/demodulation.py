@@ -43,11 +43,10 @@ from innerloop.engine.calibration import class_probabilities, reliability
 from innerloop.engine.comms import ml_detect, mmse_channel_estimate
 from innerloop.engine.config import TrainConfig
 from innerloop.engine.errors import ConfigError
-from innerloop.engine.experiment_setup import prepare
+from innerloop.engine.experiment_setup import prepare, write_results
 from innerloop.engine.inner import sgd_trajectory
 from innerloop.engine.learner import Learner
 from innerloop.engine.params import Params, cast
-from innerloop.engine.rundir import atomic_write_json, atomic_write_text
 from innerloop.engine.stats import summarize
 from innerloop.engine.tasks import TaskBatch, generator_for
 
@@ -245,9 +244,7 @@ def demodulation(out: str | Path, iters: int = 3000, tasks: int = 300, algorithm
                            "pilots": batch.support_x[0, :CALIBRATION_PILOTS].tolist()},
     }
     document["summary"] = summary(document)
-    atomic_write_json(out / "demodulation.json", document)
-    atomic_write_text(out / "demodulation.md", demodulation_table(document) + "\n")
-    plot(document, out / "demodulation.png")
+    write_results(out, "demodulation", document, demodulation_table(document), plot)
     return document
 
 

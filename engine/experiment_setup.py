@@ -1,12 +1,13 @@
 """What every multi-run experiment checks before it starts — the names it was asked to run, the
-number of worker processes, and its output directory — and the one-line summary of each
-experiment that ``innerloop experiment --help`` and ``innerloop list`` show (kept here, free of
+number of worker processes, and its output directory —, how it writes its results, and the
+one-line summary of each experiment that ``innerloop experiment --help`` and ``innerloop list`` show (kept here, free of
 heavy imports, so that building the command line stays cheap)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from innerloop.engine.errors import ConfigError, unknown_name
 
@@ -30,6 +31,9 @@ SUMMARIES = {
                           "decomposition, vs joint, conventional and outdated CSI (monograph §5.4; no --iters)",
     "power-control": "REGNN power control over changing topologies: sum-rate vs meta-training periods for joint, "
                      "FOMAML, Reptile and modular meta-learning vs WMMSE and full power (monograph §5.5, Fig. 5.11)",
+    "viterbi-equalization": "Viterbi detection on an unknown saturating ISI channel with meta-learned branch "
+                            "metrics (MAML, CAVIA channel models; ViterbiNet classifier) vs joint, scratch, "
+                            "MMSE-tap and genie Viterbi: BER vs pilots and SNR (monograph §7.3)",
     "theory": "seed 000 §6–9 on trained meta-learners: Theorem 2's implicit prior, inner-step sensitivity, "
               "meta-gradient variance vs B, FMO convergence bound, Amit–Meir PAC-Bayes bound for softened MAML and for "
               "a learner that minimizes it; monograph ch. 4 exactly: "
@@ -51,3 +55,14 @@ def prepare(kind: str, asked: Sequence[str] | None, known: Sequence[str], jobs: 
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
     return names, path
+
+
+def write_results(out: Path, stem: str, document: dict[str, Any], markdown: str,
+                  plot: Callable[[dict[str, Any], Path], None]) -> None:
+    """OUT/STEM.json (strict JSON, written atomically), OUT/STEM.md (``markdown``) and OUT/STEM.png
+    (drawn by ``plot``)."""
+    from innerloop.engine.rundir import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out / f"{stem}.json", document)
+    atomic_write_text(out / f"{stem}.md", markdown + "\n")
+    plot(document, out / f"{stem}.png")

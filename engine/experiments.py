@@ -42,6 +42,7 @@ from innerloop.engine.quantum_bayes import quantum_bayes
 from innerloop.engine.rundir import atomic_write_json, atomic_write_text
 from innerloop.engine.stats import nan_for_null
 from innerloop.engine.theory_experiment import theory
+from innerloop.engine.viterbi_equalization import viterbi_equalization
 
 BASELINE_LR = 0.01
 
@@ -320,10 +321,11 @@ EXPERIMENTS = {"algorithm-table": algorithm_table, "figure-2.4": figure_2_4, "ne
                "quantum-bayes": quantum_bayes, "demodulation": demodulation,
                "demodulation-devices": demodulation_devices, "online-demodulation": online_demodulation,
                "channel-coding": channel_coding,
-               "channel-prediction": channel_prediction, "power-control": power_control, "theory": theory}
+               "channel-prediction": channel_prediction, "power-control": power_control,
+               "viterbi-equalization": viterbi_equalization, "theory": theory}
 OUTPUTS = {"algorithm-table": "algorithm_table", "figure-2.4": "figure_2_4", "neuromorphic": "neuromorphic",
            "quantum-bayes": "quantum_bayes", "demodulation": "demodulation",
            "demodulation-devices": "demodulation_devices", "online-demodulation": "online_demodulation",
            "channel-coding": "channel_coding",
            "channel-prediction": "channel_prediction", "power-control": "power_control",
-           "theory": "implicit-prior"}
+           "viterbi-equalization": "viterbi_equalization", "theory": "implicit-prior"}

@@ -108,12 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", default=None, help="output directory (default runs/experiment-NAME)")
     ex.add_argument("--iters", type=int, default=None,
                     help="meta-iterations per run (default 2000; figure, quantum-bayes, power-control: 1000; "
-                    "neuromorphic: 400; demodulation, demodulation-devices: 3000; online-demodulation: 3000 "
-                    "arriving devices)")
+                    "neuromorphic: 400; demodulation, demodulation-devices, viterbi-equalization: 3000; "
+                    "online-demodulation: 3000 arriving devices)")
     ex.add_argument("--tasks", type=int, default=None,
                     help="held-out tasks per run (default 500; figure, quantum-bayes, channel-prediction, "
-                    "power-control: 200; neuromorphic, demodulation, demodulation-devices, online-demodulation: 300; "
-                    "channel-coding: 100)")
+                    "power-control, viterbi-equalization: 200; neuromorphic, demodulation, demodulation-devices, "
+                    "online-demodulation: 300; channel-coding: 100)")
     ex.add_argument("--algos", default=None,
                     help="comma-separated subset of algorithms, methods or (theory) parts (default: all)")
     ex.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
@@ -342,6 +342,12 @@ def _experiment(args: argparse.Namespace) -> int:
         print(theory_summary(document))
         print("wrote " + ", ".join(f"{Path(out) / part}.json/.png" for part in document))
         return 0
+    elif args.name == "viterbi-equalization":
+        from innerloop.engine.viterbi_equalization import ber_table
+
+        print(ber_table(document))
+        print("pilots where significantly below mmse-viterbi:",
+              json.dumps(document["summary"]["pilots_where_significantly_below_mmse"]))
     elif args.name == "demodulation-devices":
         for method, by_count in document["summary"]["ser"].items():
             print(f"{method:<8} SER with {document['test_pilots']} pilots after K meta-training devices: "

@@ -15,6 +15,7 @@ from innerloop.engine.tasks.episodes import EpisodeFamily, ExampleClass
 from innerloop.engine.tasks.events import EventFolder
 from innerloop.engine.tasks.gp import GaussianProcess1D
 from innerloop.engine.tasks.images import MiniImageNet, Omniglot
+from innerloop.engine.tasks.isi_channel import ISIChannel
 from innerloop.engine.tasks.linear import LinearRegression
 from innerloop.engine.tasks.power_control import PowerControl
 from innerloop.engine.tasks.sinusoid import Sinusoid
@@ -24,7 +25,7 @@ FAMILIES: dict[str, type[TaskFamily]] = {
     cls.name: cls
     for cls in (Sinusoid, GaussianProcess1D, Clusters2D, LinearRegression, Digits, Omniglot, MiniImageNet,
                 DoubleMotif, EventFolder, SpikingSinusoid, SpikingClusters, BinaryPrototypeRegression, Demodulation,
-                ChannelPrediction, ChannelCoding, PowerControl)
+                ChannelPrediction, ChannelCoding, PowerControl, ISIChannel)
 }
 
 
@@ -39,6 +40,6 @@ def make(name: str, **options) -> TaskFamily:
 __all__ = [
     "FAMILIES", "SPLITS", "ChannelCoding", "ChannelPrediction", "Clusters2D", "Demodulation",
     "Digits", "DoubleMotif", "EpisodeFamily", "EventFolder", "ExampleClass",
-    "GaussianProcess1D", "LinearRegression", "MiniImageNet", "Omniglot", "PowerControl", "Sinusoid",
+    "GaussianProcess1D", "ISIChannel", "LinearRegression", "MiniImageNet", "Omniglot", "PowerControl", "Sinusoid",
     "TaskBatch", "TaskFamily", "TaskStream", "derive_seed", "generator_for", "make",
 ]
