@@ -54,9 +54,14 @@ def model(config: TrainConfig, fam: TaskFamily):
     weights trained on the free energy — a Born machine (L = 3) on the quantum backend, the
     mean-field Bernoulli family elsewhere. A family with a ``learner(hidden, activation)`` of its own
     (channel-coding: encoder, simulated channel and decoder in one forward pass) gets that learner.
-    Every other gradient-lens case is an MLP with biases.
+    Every other gradient-lens case is an MLP with biases. ``model_options`` configure a spiking
+    learner (:class:`~innerloop.engine.spiking.SpikingMLP`: neuron, recurrent, ...) and nothing else.
     """
     cls = algorithms.ALGORITHMS[config.algo]
+    if config.model_options and (issubclass(cls, AmortizedAlgorithm) or not getattr(fam, "spiking", False)):
+        raise ConfigError(f"model options {sorted(config.model_options)} configure the spiking learner of the "
+                          f"gradient lens, which '{config.algo}' on task '{fam.name}' does not use",
+                          "drop --model-option, or pick a spiking task (--backend snn) and a gradient-lens algorithm")
     if issubclass(cls, AmortizedAlgorithm):
         architecture = {k: v for k, v in config.algo_options.items() if k in cls.architecture_options()}
         return cls.network(fam, config.hidden, **architecture)
@@ -65,8 +70,10 @@ def model(config: TrainConfig, fam: TaskFamily):
             raise ConfigError(f"task '{fam.name}' is spike trains, which only the snn backend runs",
                               "add --backend snn")
         readout = "count" if fam.loss == "cross_entropy" else "membrane"  # signed outputs for regression
+        check_keywords(SpikingMLP, config.model_options, "the spiking learner",
+                       skip=("in_dim", "hidden", "out_dim", "readout"))
         return SpikingMLP(fam.input_dim, SPIKING_HIDDEN if config.hidden is None else config.hidden, fam.output_dim,
-                          readout=readout)
+                          readout=readout, **config.model_options)
     likelihood = getattr(fam, "likelihood", None)
     if config.backend == "quantum":
         return _circuit_model(fam, likelihood)

@@ -1,7 +1,8 @@
 """Training configuration: one validated record that recreates a run exactly.
 
-Options that belong to one task family, algorithm or backend travel in ``task_options``,
-``algo_options`` and ``backend_options`` and are checked against the constructor they feed,
+Options that belong to one task family, algorithm, backend or (spiking) learner travel in
+``task_options``, ``algo_options``, ``backend_options`` and ``model_options`` and are checked
+against the constructor they feed,
 so a typo is an error that names the accepted options rather than a silent default.
 """
 
@@ -45,6 +46,7 @@ class TrainConfig:
     task_options: dict[str, Any] = field(default_factory=dict)
     algo_options: dict[str, Any] = field(default_factory=dict)
     backend_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)  # the spiking learner's (neuron, recurrent, ...)
 
     def validate(self) -> TrainConfig:
         """Check every field; raise ConfigError naming the first bad one."""
@@ -78,7 +80,7 @@ class TrainConfig:
             require_positive("inner_lr", self.inner_lr)
         require_positive("outer_lr", self.outer_lr)
         _require_int("seed", self.seed, minimum=0)
-        for name in ("task_options", "algo_options", "backend_options"):
+        for name in ("task_options", "algo_options", "backend_options", "model_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"{name} must be a mapping, got {getattr(self, name)!r}", "use KEY=VALUE pairs")
         return self

@@ -14,7 +14,8 @@ from innerloop.engine.errors import ConfigError, unknown_name
 SUMMARIES = {
     "algorithm-table": "every gradient-lens algorithm on sinusoid at K = 5 and 10 vs random init and joint learning",
     "figure-2.4": "monograph Fig. 2.4: joint learning, MAML, iMAML, BMAML vs data per task and number of tasks",
-    "neuromorphic": "spiking FOMAML/Reptile learning-rule variants on double-motif (snn backend)",
+    "neuromorphic": "spiking FOMAML/Reptile learning-rule variants and a recurrent network on double-motif "
+                    "(snn backend)",
     "quantum-bayes": "Born-machine Bayesian meta-learning on binary-prototype-regression (quantum backend) vs "
                      "mean-field, uniform, joint and exact Bayes",
     "demodulation": "few-pilot 16-QAM demodulation with I/Q imbalance: MAML, FOMAML, Reptile, CAVIA, BMAML, joint vs "
@@ -37,8 +38,8 @@ SUMMARIES = {
     "theory": "seed 000 §6–9 on trained meta-learners: Theorem 2's implicit prior, inner-step sensitivity, "
               "meta-gradient variance vs B, FMO convergence bound, Amit–Meir PAC-Bayes bound for softened MAML and for "
               "a learner that minimizes it; monograph ch. 4 exactly: "
-              "information-theoretic bounds, task similarity, minimum excess meta-risk, meta linear regression "
-              "(--algos picks parts)",
+              "information-theoretic bounds, task similarity, minimum excess meta-risk, meta linear regression; "
+              "double descent of min-norm meta-learners (--algos picks parts)",
 }
 
 

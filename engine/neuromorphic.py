@@ -8,7 +8,9 @@ three-factor inner loops, for several learning-rule variants and seeds:
   SOEL-style regime); the outer loop trains every layer;
 * ``fomaml-readout-only`` — readout-only in both loops (so the hidden layer is never trained);
 * ``fomaml-feedback-alignment`` — hidden error through a fixed random feedback matrix;
-* ``reptile`` — Reptile on the same three-factor steps.
+* ``reptile`` — Reptile on the same three-factor steps;
+* ``fomaml-recurrent`` — ``fomaml`` on a network whose hidden layer has lateral synapses
+  (``recurrent=True``), trained by the same three-factor rule.
 
 Each run is evaluated on held-out tasks (class pairs never seen in meta-training): query accuracy
 after n = 0…20 inner steps from the meta-learned initialization and from a random one, and an
@@ -47,16 +49,22 @@ VARIANTS: dict[str, dict[str, Any]] = {  # algorithm and snn backend options
     "fomaml-readout-only": {"algo": "fomaml", "backend": {"hidden_error": "readout_only"}},
     "fomaml-feedback-alignment": {"algo": "fomaml", "backend": {"hidden_error": "feedback_alignment"}},
     "reptile": {"algo": "reptile", "backend": {"hidden_error": "single_step"}},
+    "fomaml-recurrent": {"algo": "fomaml", "backend": {"hidden_error": "single_step"}, "model": {"recurrent": True}},
 }
 EVAL_STEPS = (0, 1, 2, 5, 10, 20)
 INNER_STEPS, INNER_LR, OUTER_LR, META_BATCH = 5, 0.5, 0.01, 8
 
 
 def synaptic_operations(model, params: dict, x: torch.Tensor) -> torch.Tensor:
-    """Per-task synaptic events of one forward pass: Σ_l (spikes into layer l) × fan-out of l."""
+    """Per-task synaptic events of one forward pass: Σ_l (spikes into layer l) × fan-out of l, plus,
+    for a recurrent layer, its spikes of steps 1…T−1 (delivered at the next step) × its own width."""
     records = model.simulate(params, x)
     inputs = [x] + [r.spikes for r in records[:-1]]
-    return sum(s.sum(dim=(1, 2, 3)) * fan_out for s, fan_out in zip(inputs, model.widths[1:]))
+    events = sum(s.sum(dim=(1, 2, 3)) * fan_out for s, fan_out in zip(inputs, model.widths[1:]))
+    for layer, record in enumerate(records):
+        if model.is_recurrent(layer):
+            events = events + record.spikes[:, :, :-1].sum(dim=(1, 2, 3)) * model.widths[layer + 1]
+    return events
 
 
 def _evaluate(algorithm, params: dict, family, tasks: int, seed: int) -> dict[str, Any]:
@@ -90,7 +98,7 @@ def _run(args: tuple[str, int, int, int, str]) -> dict[str, Any]:
     config = TrainConfig(algo=spec["algo"], task="double-motif", backend="snn", meta_batch=META_BATCH,
                          inner_lr=INNER_LR, inner_steps=INNER_STEPS, outer_lr=OUTER_LR, iters=iters,
                          eval_every=max(iters // 4, 1), eval_tasks=50, seed=seed,
-                         backend_options=dict(spec["backend"]))
+                         backend_options=dict(spec["backend"]), model_options=dict(spec.get("model", {})))
     start = time.perf_counter()
     run_dir = Path(out) / "runs" / f"{variant}-seed{seed}"
     result = train(config, run_dir, progress=False)

@@ -13,6 +13,11 @@ their error from the layer above at the same step (no temporal credit), selectab
 * ``feedback_alignment`` the same with a fixed random matrix B_l in place of W_l
 * ``readout_only``       only the output synapses are plastic (hidden gradients are 0)
 
+Lateral synapses R_l of a recurrent hidden layer follow the same rule with their own
+presynaptic trace, that of the layer's spikes of the previous step:
+∂L/∂r_ij ≈ Σ_t e_{i,t} · Θ′(u_{i,t} − ϑ) · (β-filtered s_{j,t−1}) — an eligibility trace that,
+like the hidden error, gives no credit through the recurrent path over time (e-prop style).
+
 (``bptt``, autograd through time, is the reference the backend offers beside these.)
 :func:`three_factor_gradient` is the accumulated (eligibility-trace) form of the rule;
 :func:`online_update` applies it step by step inside the time loop, with the same total.
@@ -43,9 +48,9 @@ def output_error(readout: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Ten
 def feedback_matrices(model: SpikingMLP, generator: torch.Generator, dtype: torch.dtype,
                       device: torch.device | str) -> list[torch.Tensor]:
     """Fixed random feedback B_l (shaped like W_l, scaled like the init) for layers l ≥ 1."""
-    shapes = list(model.shapes().values())
+    shapes = [model.shapes()[f"layer{layer}.weight"] for layer in range(1, model.num_layers)]
     return [(torch.randn(shape, generator=generator, dtype=torch.float64) / shape[1] ** 0.5)
-            .to(dtype=dtype, device=device) for shape in shapes[1:]]
+            .to(dtype=dtype, device=device) for shape in shapes]
 
 
 def three_factor_gradient(model: SpikingMLP, params: Params, records: list[Record], y: torch.Tensor, loss: str,
@@ -67,12 +72,14 @@ def _step_gradient(model: SpikingMLP, params: Params, records: list[Record], cou
             else model.surrogate_derivative(record.membranes.detach())
         factor = error * post
         grads[f"layer{layer}.weight"] = torch.einsum("bkti,bktj->bij", factor, record.pre)
+        if model.is_recurrent(layer):
+            grads[f"layer{layer}.recurrent"] = torch.einsum("bkti,bktj->bij", factor, record.recurrent_pre)
         if layer == 0:
             break
         if hidden_error == "readout_only":
-            for lower in range(layer):
-                name = f"layer{lower}.weight"
-                grads[name] = torch.zeros_like(params[name].expand(factor.shape[0], *params[name].shape[-2:]))
+            shapes = model.shapes()
+            for name in (name for lower in range(layer) for name in model.layer_names(lower)):
+                grads[name] = torch.zeros(factor.shape[0], *shapes[name], dtype=factor.dtype, device=factor.device)
             break
         if hidden_error == "single_step":
             weight = params[f"layer{layer}.weight"]
@@ -93,7 +100,7 @@ def online_update(model: SpikingMLP, params: Params, records: list[Record], y: t
     counts = model.readout(records).detach()
     updated = {k: v.clone() for k, v in params.items()}
     for t in range(steps):
-        window = [Record(r.spikes[:, :, t:t + 1], r.membranes[:, :, t:t + 1], r.pre[:, :, t:t + 1]) for r in records]
+        window = [record.step(t) for record in records]
         step = _step_gradient(model, params, window, counts, y, loss, hidden_error, feedback)
         for name, g in step.items():
             updated[name] = updated[name] - lr * g

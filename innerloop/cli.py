@@ -46,6 +46,7 @@ OPTION_FLAGS = {
     "--task-option": ("task_options", "task family option, e.g. --task-option phase_max=3.14159"),
     "--algo-option": ("algo_options", "algorithm option, e.g. --algo-option lam=10 or first_order=true"),
     "--backend-option": ("backend_options", "backend option, e.g. --backend-option capabilities=loss,loss_and_grad"),
+    "--model-option": ("model_options", "spiking learner option, e.g. --model-option recurrent=true"),
 }
 
 
