@@ -29,7 +29,7 @@ Parts (``--algos`` picks some; each writes ``OUT/<part>.json`` and ``OUT/<part>.
   drawn from the trained hyperposterior.
 
 The monograph ch. 4 parts — ``information-bounds``, ``task-similarity``, ``excess-meta-risk`` and
-``meta-linear-regression`` — train nothing and take seconds to a minute;
+``meta-linear-regression`` — and ``double-descent`` (§7.2.1) train nothing and take seconds to a minute;
 :mod:`innerloop.engine.theory_generalization` describes them.
 
 The runs a part trains live in ``OUT/runs/`` and start afresh on every call. Sinusoid runs use the
@@ -425,4 +425,9 @@ def theory_summary(documents: dict[str, dict[str, Any]]) -> str:
                 lines.append(f"meta-linear-regression: N={points}, K={last['tasks']}: " + ", ".join(
                     f"{m} {last[m]['risk']['mean']:.3f}" for m in ("joint", "joint-gd", "maml", "imaml", "bayes",
                                                                     "oracle")))
+        elif part == "double-descent":
+            meta = d["meta"]
+            lines.append(f"double-descent: K={meta['tasks']}, N={meta['points']}: median-risk peaks at d = "
+                         + ", ".join(f"{m} {dim}" for m, dim in meta["peaks"].items())
+                         + f" (thresholds K·N/2 = {meta['thresholds']['maml']}, K·N = {meta['thresholds']['joint']})")
     return "\n".join(lines)

@@ -26,6 +26,13 @@ environment built for it, so every bound is compared with the error it bounds, n
   Bayesian meta-predictor and the oracle that knows θ*, vs K for N ∈ {4, 10, 20}, each method solved
   exactly by least squares (:mod:`~innerloop.engine.theory.meta_linear_regression`). α and λ are
   chosen on one set of 2000 draws and reported on another.
+* ``double-descent`` (§7.2.1) — the over-parameterized regime: (a) one regression problem (n = 20,
+  ‖θ‖² = 1, σ² = 0.25), the minimum-norm least-squares risk vs the dimension d by Monte Carlo against
+  its exact finite-sample value (:mod:`~innerloop.engine.theory.double_descent`); (b) meta linear
+  regression with K = 5 tasks of N = 8 points, s_θ² = 1/d, s_ϕ² = 0.2/d (fixed total signal) and
+  σ² = 0.25, vs d: the minimum-norm meta-learners peak where their equations run out — MAML and
+  iMAML at d = K·N/2 (query rows), joint learning at d = K·N — while the Bayesian meta-predictor
+  has no peak. Near a threshold the risk has no finite mean, so (b) reports medians and quartiles.
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ SPREADS, SIMILARITY_TASKS, SIMILARITY_POINTS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4),
 MEMR_TASKS, MEMR_POINTS, MEMR_DRAWS = (1, 2, 4, 8, 16, 32, 64), (2, 5, 20), 2000
 MLR_TASKS, MLR_POINTS, MLR_REPLICATES = (2, 5, 10, 20, 50, 100), (4, 10, 20), 2000
 MLR_INNER_LRS, MLR_STRENGTHS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5), (0.03, 0.1, 0.3, 1.0, 3.0)
+DD_POINTS, DD_SIGNAL, DD_NOISE, DD_DRAWS = 20, 1.0, 0.25, 2000
+DD_DIMS = (2, 5, 10, 15, 17, 18, 22, 23, 25, 30, 40, 60, 100)
+DD_TASKS, DD_TASK_POINTS, DD_TASK_SPREAD, DD_META_DRAWS = 5, 8, 0.2, 400
+DD_META_DIMS = (2, 4, 8, 12, 16, 18, 19, 20, 21, 22, 24, 28, 32, 36, 38, 39, 40, 41, 42, 44, 48, 56, 64, 80, 100)
 
 
 def _bernoulli(**changes: Any):
@@ -153,5 +164,49 @@ def meta_linear_regression(seed: int) -> dict[str, Any]:
                                 for m in ("joint", "joint-gd", "maml", "imaml"))}
 
 
+def double_descent(seed: int) -> dict[str, Any]:
+    """Part ``double-descent`` (see the module docstring)."""
+    from innerloop.engine.stats import summarize
+    from innerloop.engine.theory.double_descent import min_norm_risk
+    from innerloop.engine.theory.excess_meta_risk import HierarchicalLinearModel
+    from innerloop.engine.theory.meta_linear_regression import least_squares, meta_test_risks
+
+    single = []
+    for dim in DD_DIMS:
+        generator = generator_for(seed, f"theory/double-descent/single/{dim}")
+        theta = torch.randn(DD_DRAWS, dim, generator=generator, dtype=torch.float64)
+        theta = theta / theta.norm(dim=1, keepdim=True) * DD_SIGNAL ** 0.5
+        design = torch.randn(DD_DRAWS, DD_POINTS, dim, generator=generator, dtype=torch.float64)
+        noise = torch.randn(DD_DRAWS, DD_POINTS, generator=generator, dtype=torch.float64)
+        targets = (design @ theta[..., None])[..., 0] + DD_NOISE ** 0.5 * noise
+        risk = DD_NOISE + ((least_squares(design, targets) - theta) ** 2).sum(-1)
+        single.append({"dim": dim, "monte_carlo": summarize(risk),
+                       "exact": min_norm_risk(dim, DD_POINTS, DD_SIGNAL, DD_NOISE)})
+    meta = []
+    for dim in DD_META_DIMS:
+        model = HierarchicalLinearModel(dim=dim, hyper_var=DD_SIGNAL / dim, task_var=DD_TASK_SPREAD / dim,
+                                        noise_var=DD_NOISE)
+        risks = meta_test_risks(model, DD_TASKS, DD_TASK_POINTS, DD_META_DRAWS,
+                                generator_for(seed, f"theory/double-descent/meta/{dim}"))
+        row: dict[str, Any] = {"dim": dim}
+        for method, settings in risks.items():
+            values = next(iter(settings.values()))
+            quartiles = torch.quantile(values, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+            row[method] = dict(zip(("q25", "median", "q75"), quartiles.tolist()))
+        meta.append(row)
+
+    def peak(method: str) -> int:
+        return max(meta, key=lambda row: row[method]["median"])["dim"]
+
+    return {"single": {"points": DD_POINTS, "signal": DD_SIGNAL, "noise_var": DD_NOISE, "draws": DD_DRAWS,
+                       "rows": single},
+            "meta": {"tasks": DD_TASKS, "points": DD_TASK_POINTS, "hyper_var_times_dim": DD_SIGNAL,
+                     "task_var_times_dim": DD_TASK_SPREAD, "noise_var": DD_NOISE, "draws": DD_META_DRAWS,
+                     "inner_lr": 0.1, "strength": 1.0, "rows": meta,
+                     "thresholds": {"maml": DD_TASKS * DD_TASK_POINTS // 2, "joint": DD_TASKS * DD_TASK_POINTS},
+                     "peaks": {method: peak(method) for method in ("joint", "joint-gd", "maml", "imaml", "bayes")}}}
+
+
 PARTS = {"information-bounds": information_bounds, "task-similarity": task_similarity,
-         "excess-meta-risk": excess_meta_risk, "meta-linear-regression": meta_linear_regression}
+         "excess-meta-risk": excess_meta_risk, "meta-linear-regression": meta_linear_regression,
+         "double-descent": double_descent}

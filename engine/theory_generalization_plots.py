@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from innerloop.engine.plots import save_figure  # noqa: E402
+from innerloop.engine.theory.double_descent import min_norm_risk  # noqa: E402
 
 Document = dict[str, Any]
 
@@ -157,3 +158,38 @@ def meta_linear_regression(document: Document, path: Path) -> None:
     axes[0, 0].legend(fontsize=8)
     _finish(fig, path, f"meta linear regression (monograph §4.6): {_model_settings(document)}; α, λ tuned on "
                        f"separate draws; {document['replicates']} draws")
+
+
+def double_descent(document: Document, path: Path) -> None:
+    """(a) minimum-norm least squares vs d: Monte Carlo and the exact risk; (b) meta-test risk
+    medians (quartile bands) vs d for the meta-learners, with their interpolation thresholds."""
+    single, meta = document["single"], document["meta"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    dims = [r["dim"] for r in single["rows"]]
+    left.errorbar(dims, [r["monte_carlo"]["mean"] for r in single["rows"]],
+                  yerr=[r["monte_carlo"]["ci95"] for r in single["rows"]], fmt="o", ms=4, capsize=2,
+                  label=f"Monte Carlo ({single['draws']} draws)")
+    fine = [d for d in range(1, max(dims) + 1) if abs(d - single["points"]) > 1]
+    exact = [min_norm_risk(d, single["points"], single["signal"], single["noise_var"]) for d in fine]
+    below = [(d, r) for d, r in zip(fine, exact) if d < single["points"]]
+    above = [(d, r) for d, r in zip(fine, exact) if d > single["points"]]
+    for part, label in ((below, "exact"), (above, None)):
+        left.plot(*zip(*part), "k-", lw=1, label=label)
+    left.axvline(single["points"], color="k", lw=0.5, ls=":")
+    _style(left, xscale="log", yscale="log", xlabel="dimension d", ylabel="σ² + E‖θ̂ − θ‖²",
+           title=f"(a) min-norm least squares, n = {single['points']}, ‖θ‖² = {single['signal']:g}, "
+                 f"σ² = {single['noise_var']:g}")
+    styles = {"joint": "tab:gray", "joint-gd": "tab:brown", "maml": "tab:red", "imaml": "tab:blue", "bayes": "k",
+              "oracle": "tab:green"}
+    dims = [r["dim"] for r in meta["rows"]]
+    for method, color in styles.items():
+        median = [r[method]["median"] for r in meta["rows"]]
+        right.plot(dims, median, color=color, marker="o", ms=3, label=method, ls=":" if method == "oracle" else "-")
+        right.fill_between(dims, [r[method]["q25"] for r in meta["rows"]], [r[method]["q75"] for r in meta["rows"]],
+                           color=color, alpha=0.12, lw=0)
+    for name, threshold in meta["thresholds"].items():
+        right.axvline(threshold, color=styles[name], lw=0.8, ls="--")
+    _style(right, xscale="log", yscale="log", xlabel="dimension d",
+           ylabel="meta-test risk (median, quartile band)",
+           title=f"(b) K = {meta['tasks']} tasks of N = {meta['points']}: thresholds K·N/2 and K·N")
+    _finish(fig, path, "double descent of minimum-norm (meta-)learners (monograph §7.2.1)")

@@ -418,3 +418,48 @@ def test_meta_test_risks_rejects_bad_input():
         meta_test_risks(model, 3, 4, 10, torch.Generator(), inner_lrs=())
     with pytest.raises(ConfigError, match="λ must be > 0"):
         proximal_adaptation(torch.zeros(2, 3), torch.zeros(2), 0.0)
+
+
+@pytest.mark.parametrize("dim", [6, 45])
+def test_min_norm_risk_matches_monte_carlo_on_both_sides_of_the_threshold(dim):
+    """Exact finite-sample risk of X⁺y (Wishart inverse moments; the random row space for the bias)
+    against least squares on 20 000 draws, away from the threshold where the tails are light."""
+    from innerloop.engine.theory.double_descent import min_norm_risk
+    from innerloop.engine.theory.meta_linear_regression import least_squares
+
+    generator, draws, points = torch.Generator().manual_seed(dim), 20_000, 20
+    theta = torch.randn(draws, dim, generator=generator, dtype=torch.float64)
+    theta = theta / theta.norm(dim=1, keepdim=True) * 2.0  # ‖θ‖² = 4
+    design = torch.randn(draws, points, dim, generator=generator, dtype=torch.float64)
+    targets = (design @ theta[..., None])[..., 0] + 0.5 * torch.randn(draws, points, generator=generator,
+                                                                      dtype=torch.float64)
+    risk = 0.25 + ((least_squares(design, targets) - theta) ** 2).sum(-1)
+    error = float(risk.std()) / draws ** 0.5
+    assert abs(float(risk.mean()) - min_norm_risk(dim, points, 4.0, 0.25)) < 4 * error
+
+
+def test_min_norm_risk_closed_form_and_errors():
+    from innerloop.engine.theory.double_descent import min_norm_risk
+
+    assert min_norm_risk(5, 20, 1.0, 0.25) == pytest.approx(0.25 * (1 + 5 / 14))
+    assert min_norm_risk(40, 20, 1.0, 0.25) == pytest.approx(0.25 + 0.5 + 0.25 * 20 / 19)
+    assert all(min_norm_risk(d, 20, 1.0, 0.25) == math.inf for d in (19, 20, 21))
+    assert min_norm_risk(10_000, 20, 1.0, 0.25) == pytest.approx(1.25, abs=1e-2)  # θ̂ → 0: the null risk ‖θ‖² + σ²
+    with pytest.raises(ConfigError, match="positive integer"):
+        min_norm_risk(0, 20, 1.0, 0.25)
+    with pytest.raises(ConfigError, match="noise_var"):
+        min_norm_risk(5, 20, 1.0, 0.0)
+
+
+def test_double_descent_part_peaks_at_each_learners_interpolation_threshold():
+    from innerloop.engine.theory_generalization import double_descent
+
+    document = double_descent(seed=0)
+    meta = document["meta"]
+    assert meta["peaks"]["maml"] == meta["peaks"]["imaml"] == meta["thresholds"]["maml"] == 20  # K·N/2 query rows
+    assert meta["peaks"]["joint"] == meta["peaks"]["joint-gd"] == meta["thresholds"]["joint"] == 40  # K·N rows
+    bayes = [row["bayes"]["median"] for row in meta["rows"]]
+    assert all(b <= a * 1.1 for a, b in zip(bayes[1:], bayes))  # no peak: non-decreasing up to noise
+    for row in document["single"]["rows"]:
+        if abs(row["dim"] - document["single"]["points"]) > 5:
+            assert abs(row["monte_carlo"]["mean"] - row["exact"]) < 3 * row["monte_carlo"]["ci95"]
