@@ -33,6 +33,9 @@ environment built for it, so every bound is compared with the error it bounds, n
   σ² = 0.25, vs d: the minimum-norm meta-learners peak where their equations run out — MAML and
   iMAML at d = K·N/2 (query rows), joint learning at d = K·N — while the Bayesian meta-predictor
   has no peak. Near a threshold the risk has no finite mean, so (b) reports medians and quartiles.
+  (c, d) the same with spiked inputs (3 strong directions of variance 1 that carry the weights,
+  d − 3 weak ones sharing a total variance of 1; :func:`~innerloop.engine.theory.double_descent.spiked_meta_risks`)
+  up to d = 3000: one problem, then joint learning and one-step MAML — where interpolation is benign.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ DD_POINTS, DD_SIGNAL, DD_NOISE, DD_DRAWS = 20, 1.0, 0.25, 2000
 DD_DIMS = (2, 5, 10, 15, 17, 18, 22, 23, 25, 30, 40, 60, 100)
 DD_TASKS, DD_TASK_POINTS, DD_TASK_SPREAD, DD_META_DRAWS = 5, 8, 0.2, 400
 DD_META_DIMS = (2, 4, 8, 12, 16, 18, 19, 20, 21, 22, 24, 28, 32, 36, 38, 39, 40, 41, 42, 44, 48, 56, 64, 80, 100)
+DD_STRONG, DD_WEAK_TOTAL, DD_SPIKED_DRAWS = 3, 1.0, 400
+DD_SPIKED_DIMS = (3, 5, 10, 15, 18, 19, 20, 21, 22, 25, 30, 38, 39, 40, 41, 42, 50, 100, 200, 500, 1000, 3000)
 
 
 def _bernoulli(**changes: Any):
@@ -167,9 +172,13 @@ def meta_linear_regression(seed: int) -> dict[str, Any]:
 def double_descent(seed: int) -> dict[str, Any]:
     """Part ``double-descent`` (see the module docstring)."""
     from innerloop.engine.stats import summarize
-    from innerloop.engine.theory.double_descent import min_norm_risk
+    from innerloop.engine.theory.double_descent import min_norm_risk, spiked_meta_risks
     from innerloop.engine.theory.excess_meta_risk import HierarchicalLinearModel
     from innerloop.engine.theory.meta_linear_regression import least_squares, meta_test_risks
+
+    def quartiles(values: torch.Tensor) -> dict[str, float]:
+        return dict(zip(("q25", "median", "q75"),
+                        torch.quantile(values, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)).tolist()))
 
     single = []
     for dim in DD_DIMS:
@@ -188,12 +197,19 @@ def double_descent(seed: int) -> dict[str, Any]:
                                         noise_var=DD_NOISE)
         risks = meta_test_risks(model, DD_TASKS, DD_TASK_POINTS, DD_META_DRAWS,
                                 generator_for(seed, f"theory/double-descent/meta/{dim}"))
-        row: dict[str, Any] = {"dim": dim}
-        for method, settings in risks.items():
-            values = next(iter(settings.values()))
-            quartiles = torch.quantile(values, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
-            row[method] = dict(zip(("q25", "median", "q75"), quartiles.tolist()))
-        meta.append(row)
+        meta.append({"dim": dim, **{method: quartiles(next(iter(settings.values())))
+                                    for method, settings in risks.items()}})
+
+    spiked_single, spiked_meta = [], []
+    for dim in DD_SPIKED_DIMS:
+        one = spiked_meta_risks(dim, DD_STRONG, DD_WEAK_TOTAL, 1, DD_POINTS, DD_SPIKED_DRAWS,
+                                generator_for(seed, f"theory/double-descent/spiked-single/{dim}"), signal=DD_SIGNAL,
+                                spread=0.0, noise_var=DD_NOISE)
+        spiked_single.append({"dim": dim, "min_norm": quartiles(one["joint"])})
+        risks = spiked_meta_risks(dim, DD_STRONG, DD_WEAK_TOTAL, DD_TASKS, DD_TASK_POINTS, DD_SPIKED_DRAWS,
+                                  generator_for(seed, f"theory/double-descent/spiked-meta/{dim}"), signal=DD_SIGNAL,
+                                  spread=DD_TASK_SPREAD, noise_var=DD_NOISE)
+        spiked_meta.append({"dim": dim, **{method: quartiles(values) for method, values in risks.items()}})
 
     def peak(method: str) -> int:
         return max(meta, key=lambda row: row[method]["median"])["dim"]
@@ -204,7 +220,9 @@ def double_descent(seed: int) -> dict[str, Any]:
                      "task_var_times_dim": DD_TASK_SPREAD, "noise_var": DD_NOISE, "draws": DD_META_DRAWS,
                      "inner_lr": 0.1, "strength": 1.0, "rows": meta,
                      "thresholds": {"maml": DD_TASKS * DD_TASK_POINTS // 2, "joint": DD_TASKS * DD_TASK_POINTS},
-                     "peaks": {method: peak(method) for method in ("joint", "joint-gd", "maml", "imaml", "bayes")}}}
+                     "peaks": {method: peak(method) for method in ("joint", "joint-gd", "maml", "imaml", "bayes")}},
+            "spiked": {"strong": DD_STRONG, "weak_total": DD_WEAK_TOTAL, "draws": DD_SPIKED_DRAWS,
+                       "single": spiked_single, "meta": spiked_meta}}
 
 
 PARTS = {"information-bounds": information_bounds, "task-similarity": task_similarity,

@@ -160,36 +160,53 @@ def meta_linear_regression(document: Document, path: Path) -> None:
                        f"separate draws; {document['replicates']} draws")
 
 
+def _quartile_curves(ax, rows: list[dict], styles: dict[str, str]) -> None:
+    """Median lines with quartile bands of rows[i][method] against rows[i]["dim"]."""
+    dims = [r["dim"] for r in rows]
+    for method, color in styles.items():
+        ax.plot(dims, [r[method]["median"] for r in rows], color=color, marker="o", ms=3, label=method,
+                ls=":" if method == "oracle" else "-")
+        ax.fill_between(dims, [r[method]["q25"] for r in rows], [r[method]["q75"] for r in rows], color=color,
+                        alpha=0.12, lw=0)
+
+
 def double_descent(document: Document, path: Path) -> None:
     """(a) minimum-norm least squares vs d: Monte Carlo and the exact risk; (b) meta-test risk
-    medians (quartile bands) vs d for the meta-learners, with their interpolation thresholds."""
-    single, meta = document["single"], document["meta"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    medians (quartile bands) vs d for the meta-learners, with their interpolation thresholds;
+    (c, d) the same with spiked inputs, where interpolation is benign."""
+    single, meta, spiked = document["single"], document["meta"], document["spiked"]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    (left, right), (spiked_left, spiked_right) = axes
     dims = [r["dim"] for r in single["rows"]]
     left.errorbar(dims, [r["monte_carlo"]["mean"] for r in single["rows"]],
                   yerr=[r["monte_carlo"]["ci95"] for r in single["rows"]], fmt="o", ms=4, capsize=2,
                   label=f"Monte Carlo ({single['draws']} draws)")
     fine = [d for d in range(1, max(dims) + 1) if abs(d - single["points"]) > 1]
     exact = [min_norm_risk(d, single["points"], single["signal"], single["noise_var"]) for d in fine]
-    below = [(d, r) for d, r in zip(fine, exact) if d < single["points"]]
-    above = [(d, r) for d, r in zip(fine, exact) if d > single["points"]]
-    for part, label in ((below, "exact"), (above, None)):
-        left.plot(*zip(*part), "k-", lw=1, label=label)
+    for ax, label, style in ((left, "exact", {"lw": 1}), (spiked_left, "isotropic inputs, exact",
+                                                         {"lw": 0.8, "alpha": 0.5})):
+        for side in ([(d, r) for d, r in zip(fine, exact) if d < single["points"]],
+                     [(d, r) for d, r in zip(fine, exact) if d > single["points"]]):
+            ax.plot(*zip(*side), "k-", label=label, **style)
+            label = None
     left.axvline(single["points"], color="k", lw=0.5, ls=":")
     _style(left, xscale="log", yscale="log", xlabel="dimension d", ylabel="σ² + E‖θ̂ − θ‖²",
            title=f"(a) min-norm least squares, n = {single['points']}, ‖θ‖² = {single['signal']:g}, "
                  f"σ² = {single['noise_var']:g}")
     styles = {"joint": "tab:gray", "joint-gd": "tab:brown", "maml": "tab:red", "imaml": "tab:blue", "bayes": "k",
               "oracle": "tab:green"}
-    dims = [r["dim"] for r in meta["rows"]]
-    for method, color in styles.items():
-        median = [r[method]["median"] for r in meta["rows"]]
-        right.plot(dims, median, color=color, marker="o", ms=3, label=method, ls=":" if method == "oracle" else "-")
-        right.fill_between(dims, [r[method]["q25"] for r in meta["rows"]], [r[method]["q75"] for r in meta["rows"]],
-                           color=color, alpha=0.12, lw=0)
+    _quartile_curves(right, meta["rows"], styles)
     for name, threshold in meta["thresholds"].items():
         right.axvline(threshold, color=styles[name], lw=0.8, ls="--")
-    _style(right, xscale="log", yscale="log", xlabel="dimension d",
-           ylabel="meta-test risk (median, quartile band)",
+        spiked_right.axvline(threshold, color=styles[name], lw=0.8, ls="--")
+    _style(right, xscale="log", yscale="log", xlabel="dimension d", ylabel="meta-test risk (median, quartile band)",
            title=f"(b) K = {meta['tasks']} tasks of N = {meta['points']}: thresholds K·N/2 and K·N")
-    _finish(fig, path, "double descent of minimum-norm (meta-)learners (monograph §7.2.1)")
+    _quartile_curves(spiked_left, [{"dim": r["dim"], "spiked inputs": r["min_norm"]} for r in spiked["single"]],
+                     {"spiked inputs": "tab:purple"})
+    spiked_left.axvline(single["points"], color="k", lw=0.5, ls=":")
+    _style(spiked_left, xscale="log", yscale="log", xlabel="dimension d", ylabel="σ² + E(θ̂ − θ)ᵀΣ(θ̂ − θ)",
+           title=f"(c) spiked inputs: {spiked['strong']} strong directions, weak total {spiked['weak_total']:g}")
+    _quartile_curves(spiked_right, spiked["meta"], {k: styles[k] for k in ("joint", "joint-gd", "maml")})
+    _style(spiked_right, xscale="log", yscale="log", xlabel="dimension d", ylabel="meta-test risk (median)",
+           title="(d) spiked inputs, meta-learning: benign interpolation")
+    _finish(fig, path, "double descent of minimum-norm (meta-)learners, and benign overfitting (monograph §7.2.1)")

@@ -463,3 +463,51 @@ def test_double_descent_part_peaks_at_each_learners_interpolation_threshold():
     for row in document["single"]["rows"]:
         if abs(row["dim"] - document["single"]["points"]) > 5:
             assert abs(row["monte_carlo"]["mean"] - row["exact"]) < 3 * row["monte_carlo"]["ci95"]
+    spiked = document["spiked"]["meta"]  # benign: far past both thresholds, back to the small-d risk
+    assert spiked[-1]["dim"] >= 1000
+    for method in ("joint-gd", "maml"):
+        assert spiked[-1][method]["median"] < 1.15 * spiked[0][method]["median"]
+
+
+def test_least_squares_is_the_pseudo_inverse_for_tall_and_wide_rows():
+    from innerloop.engine.theory.meta_linear_regression import least_squares
+
+    generator = torch.Generator().manual_seed(8)
+    for rows, dim in ((30, 10), (10, 30)):
+        design = torch.randn(4, rows, dim, generator=generator, dtype=torch.float64)
+        targets = torch.randn(4, rows, generator=generator, dtype=torch.float64)
+        expected = (torch.linalg.pinv(design) @ targets[..., None])[..., 0]
+        assert torch.allclose(least_squares(design, targets), expected, atol=1e-12)
+
+
+def test_matrix_free_one_step_maml_equals_the_affine_base_learner_fit():
+    from innerloop.engine.theory.double_descent import one_step_adapt, one_step_maml_rows
+    from innerloop.engine.theory.meta_linear_regression import fit_through_adaptation, gd_adaptation, least_squares
+
+    generator = torch.Generator().manual_seed(9)
+    xs, xq = (torch.randn(3, 5, 4, 7, generator=generator, dtype=torch.float64) for _ in range(2))
+    ys, yq = (torch.randn(3, 5, 4, generator=generator, dtype=torch.float64) for _ in range(2))
+    expected = fit_through_adaptation(gd_adaptation(xs, ys, 0.1, 1), xq, yq)
+    assert torch.allclose(least_squares(*one_step_maml_rows(xs, ys, xq, yq, 0.1)), expected, atol=1e-12)
+    matrix, offset = gd_adaptation(xs[:, 0], ys[:, 0], 0.1, 1)
+    adapted = (matrix @ expected[..., None])[..., 0] + offset
+    assert torch.allclose(one_step_adapt(expected, xs[:, 0], ys[:, 0], 0.1), adapted, atol=1e-12)
+
+
+def test_spiked_inputs_make_interpolation_benign():
+    """With 3 strong directions and a weak tail of total variance 1, the min-norm interpolator at
+    d = 2000 ≫ n = 20 is as good as least squares in the 3 strong directions alone; at d = n it is not."""
+    from innerloop.engine.theory.double_descent import spiked_meta_risks, spiked_variances
+
+    variances = spiked_variances(53, 3, 1.0)
+    assert torch.equal(variances[:3], torch.ones(3, dtype=torch.float64))
+    assert float(variances[3:].sum()) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="dim >= strong"):
+        spiked_variances(2, 3, 1.0)
+
+    def median(dim: int) -> float:
+        risks = spiked_meta_risks(dim, 3, 1.0, 1, 20, 300, torch.Generator().manual_seed(dim), spread=0.0)
+        return float(risks["joint"].median())
+
+    well_specified, wide = median(3), median(2000)
+    assert wide < 1.1 * well_specified and median(20) > 5 * well_specified

@@ -71,10 +71,13 @@ def fit_through_adaptation(adaptation: Affine, query_design: torch.Tensor, query
 
 
 def least_squares(rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The minimum-norm argmin_θ ‖targets − rows·θ‖² for rows [..., M, d], as pinv(RᵀR)·Rᵀt (= pinv(R)·t),
-    which costs d × d work per problem however many rows there are."""
-    normal = rows.transpose(-1, -2) @ rows
-    return (torch.linalg.pinv(normal, hermitian=True) @ (rows.transpose(-1, -2) @ targets[..., None]))[..., 0]
+    """The minimum-norm argmin_θ ‖targets − rows·θ‖² for rows [..., M, d] (= pinv(R)·t), through the
+    smaller of the two normal matrices: pinv(RᵀR)·Rᵀt (d × d) when M ≥ d, Rᵀ·pinv(RRᵀ)·t (M × M)
+    when the problem is wide."""
+    transposed = rows.transpose(-1, -2)
+    if rows.shape[-2] >= rows.shape[-1]:
+        return (torch.linalg.pinv(transposed @ rows, hermitian=True) @ (transposed @ targets[..., None]))[..., 0]
+    return (transposed @ (torch.linalg.pinv(rows @ transposed, hermitian=True) @ targets[..., None]))[..., 0]
 
 
 def _apply(adaptation: Affine, theta: torch.Tensor) -> torch.Tensor:
