@@ -36,6 +36,11 @@ environment built for it, so every bound is compared with the error it bounds, n
   (c, d) the same with spiked inputs (3 strong directions of variance 1 that carry the weights,
   d − 3 weak ones sharing a total variance of 1; :func:`~innerloop.engine.theory.double_descent.spiked_meta_risks`)
   up to d = 3000: one problem, then joint learning and one-step MAML — where interpolation is benign.
+* ``misspecification`` (§7.2.2) — the §4.5 model as the truth (d = 4, s_θ² = 1, s_ϕ² = 0.1,
+  σ² = 0.25, N = 5) and a Bayesian meta-learner that assumes other variances
+  (:mod:`~innerloop.engine.theory.misspecification`): vs K, its actual excess meta-risk (exact
+  expected log-loss minus the aleatoric floor), the MEMR it reports as its epistemic uncertainty,
+  the true MEMR, and the misspecification penalty E[KL] between them.
 """
 
 from __future__ import annotations
@@ -62,6 +67,11 @@ DD_DIMS = (2, 5, 10, 15, 17, 18, 22, 23, 25, 30, 40, 60, 100)
 DD_TASKS, DD_TASK_POINTS, DD_TASK_SPREAD, DD_META_DRAWS = 5, 8, 0.2, 400
 DD_META_DIMS = (2, 4, 8, 12, 16, 18, 19, 20, 21, 22, 24, 28, 32, 36, 38, 39, 40, 41, 42, 44, 48, 56, 64, 80, 100)
 DD_STRONG, DD_WEAK_TOTAL, DD_SPIKED_DRAWS = 3, 1.0, 400
+MIS_TASKS, MIS_POINTS, MIS_DRAWS, MIS_INPUTS = (1, 2, 4, 8, 16, 32), 5, 500, 16
+MIS_ASSUMPTIONS = {  # name: the assumed model's variances that differ from the truth's
+    "well-specified": {}, "tasks assumed alike (s_ϕ² / 10)": {"task_var": 0.01},
+    "tasks assumed diverse (10 s_ϕ²)": {"task_var": 1.0}, "noise underestimated (σ² / 4)": {"noise_var": 0.0625},
+    "noise overestimated (4 σ²)": {"noise_var": 1.0}}
 DD_SPIKED_DIMS = (3, 5, 10, 15, 18, 19, 20, 21, 22, 25, 30, 38, 39, 40, 41, 42, 50, 100, 200, 500, 1000, 3000)
 
 
@@ -225,6 +235,25 @@ def double_descent(seed: int) -> dict[str, Any]:
                        "single": spiked_single, "meta": spiked_meta}}
 
 
+def misspecification(seed: int) -> dict[str, Any]:
+    """Part ``misspecification`` (see the module docstring)."""
+    import dataclasses
+
+    from innerloop.engine.theory.excess_meta_risk import HierarchicalLinearModel
+    from innerloop.engine.theory.misspecification import misspecified_meta_risk
+
+    truth = HierarchicalLinearModel()
+    curves = {}
+    for name, changes in MIS_ASSUMPTIONS.items():
+        assumed = dataclasses.replace(truth, **changes)
+        curves[name] = [{"tasks": tasks, "assumed": dataclasses.asdict(assumed),
+                         **misspecified_meta_risk(truth, assumed, tasks, MIS_POINTS, MIS_DRAWS, MIS_INPUTS,
+                                                  generator_for(seed, f"theory/misspecification/{tasks}"))}
+                        for tasks in MIS_TASKS]
+    return {"model": dataclasses.asdict(truth), "points": MIS_POINTS, "draws": MIS_DRAWS, "inputs": MIS_INPUTS,
+            "curves": curves}
+
+
 PARTS = {"information-bounds": information_bounds, "task-similarity": task_similarity,
          "excess-meta-risk": excess_meta_risk, "meta-linear-regression": meta_linear_regression,
-         "double-descent": double_descent}
+         "double-descent": double_descent, "misspecification": misspecification}

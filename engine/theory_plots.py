@@ -184,4 +184,5 @@ PLOTS: dict[str, Callable[[Document, Path], None]] = {
     "convergence": convergence, "pac-bayes": pac_bayes, "pac-bayes-learner": pac_bayes_learner,
     "information-bounds": generalization.information_bounds,
     "task-similarity": generalization.task_similarity, "excess-meta-risk": generalization.excess_meta_risk,
-    "meta-linear-regression": generalization.meta_linear_regression, "double-descent": generalization.double_descent}
+    "meta-linear-regression": generalization.meta_linear_regression, "double-descent": generalization.double_descent,
+    "misspecification": generalization.misspecification}

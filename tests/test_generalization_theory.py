@@ -511,3 +511,60 @@ def test_spiked_inputs_make_interpolation_benign():
 
     well_specified, wide = median(3), median(2000)
     assert wide < 1.1 * well_specified and median(20) > 5 * well_specified
+
+
+def test_misspecified_posterior_is_gaussian_conditioning_and_matches_the_model():
+    from innerloop.engine.theory.misspecification import posterior_map
+
+    truth, assumed = HierarchicalLinearModel(dim=3), HierarchicalLinearModel(dim=3, task_var=0.02, noise_var=0.5)
+    data = truth.sample(4, 3, 5, torch.Generator().manual_seed(10))
+    designs = torch.cat([data["meta_designs"], data["test_design"][:, None]], dim=1)
+    targets = torch.cat([data["meta_targets"], data["test_targets"][:, None]], dim=1).flatten(1)
+    gain, covariance = posterior_map(assumed, designs)
+    expected_cov, expected_mean = assumed.test_task_posterior(data["meta_designs"], data["test_design"],
+                                                              data["meta_targets"], data["test_targets"])
+    assert torch.allclose(covariance, expected_cov, atol=1e-12)
+    assert torch.allclose((gain @ targets[..., None])[..., 0], expected_mean, atol=1e-12)
+
+
+def test_expected_log_loss_is_exact_and_the_penalty_a_divergence():
+    """Well specified: the excess over the aleatoric floor is the MEMR and the penalty is 0. Misspecified:
+    the closed-form expected log-loss matches 100 000 sampled meta-datasets; the penalty is >= 0."""
+    from innerloop.engine.theory.misspecification import expected_log_losses, posterior_map
+
+    generator = torch.Generator().manual_seed(11)
+    truth, assumed = HierarchicalLinearModel(dim=3), HierarchicalLinearModel(dim=3, hyper_var=3.0, task_var=0.01)
+    designs = torch.randn(6, 4, 5, 3, generator=generator, dtype=torch.float64)
+    inputs = torch.randn(6, 7, 3, generator=generator, dtype=torch.float64)
+    same = expected_log_losses(truth, truth, designs, inputs)
+    assert torch.allclose(same["actual"] - same["aleatoric"], same["true_memr"], atol=1e-12)
+    assert torch.allclose(same["actual"], same["bayes"], atol=1e-12)
+    losses = expected_log_losses(truth, assumed, designs, inputs)
+    assert float((losses["actual"] - losses["bayes"]).min()) > 0
+
+    draws, design, x = 100_000, designs[:1], inputs[:1, :1]
+    theta = torch.randn(draws, 3, generator=generator, dtype=torch.float64)
+    phis = theta[:, None] + math.sqrt(truth.task_var) * torch.randn(draws, 4, 3, generator=generator,
+                                                                    dtype=torch.float64)
+    noise = math.sqrt(truth.noise_var)
+    targets = (design @ phis[..., None])[..., 0] + noise * torch.randn(draws, 4, 5, generator=generator,
+                                                                       dtype=torch.float64)
+    y = (phis[:, -1] @ x[0, 0]) + noise * torch.randn(draws, generator=generator, dtype=torch.float64)
+    gain, covariance = posterior_map(assumed, design)
+    mean = (targets.flatten(1) @ gain[0].T) @ x[0, 0]
+    variance = assumed.noise_var + float(x[0, 0] @ covariance[0] @ x[0, 0])
+    sampled = 0.5 * math.log(2 * math.pi * variance) + (y - mean) ** 2 / (2 * variance)
+    exact = float(expected_log_losses(truth, assumed, design, x)["actual"])
+    assert abs(float(sampled.mean()) - exact) < 4 * float(sampled.std()) / draws ** 0.5
+
+
+def test_misspecification_part_separates_reported_and_actual_uncertainty():
+    from innerloop.engine.theory_generalization import misspecification
+
+    curves = misspecification(seed=0)["curves"]
+    for row in curves["well-specified"]:
+        assert row["penalty"]["mean"] == pytest.approx(0, abs=1e-12)
+        assert row["actual_excess"]["mean"] == pytest.approx(row["reported_memr"]["mean"], abs=1e-12)
+    alike = curves["tasks assumed alike (s_ϕ² / 10)"][-1]  # overconfident: reports less than the truth
+    assert alike["reported_memr"]["mean"] < alike["true_memr"]["mean"] < alike["actual_excess"]["mean"]
+    assert all(row["penalty"]["mean"] > 0 for rows in list(curves.values())[1:] for row in rows)
