@@ -39,7 +39,8 @@ SUMMARIES = {
               "meta-gradient variance vs B, FMO convergence bound, Amit–Meir PAC-Bayes bound for softened MAML and for "
               "a learner that minimizes it; monograph ch. 4 exactly: "
               "information-theoretic bounds, task similarity, minimum excess meta-risk, meta linear regression; "
-              "double descent of min-norm meta-learners, misspecified Bayesian meta-learning (--algos picks parts)",
+              "double descent of min-norm meta-learners, misspecified Bayesian meta-learning, degenerate "
+              "lower levels (--algos picks parts)",
 }
 
 

@@ -29,8 +29,8 @@ Parts (``--algos`` picks some; each writes ``OUT/<part>.json`` and ``OUT/<part>.
   drawn from the trained hyperposterior.
 
 The monograph ch. 4 parts — ``information-bounds``, ``task-similarity``, ``excess-meta-risk`` and
-``meta-linear-regression`` — and ``double-descent`` (§7.2.1) and ``misspecification`` (§7.2.2) train
-nothing and take seconds to a minute;
+``meta-linear-regression`` — and ``double-descent`` (§7.2.1), ``misspecification`` (§7.2.2) and
+``degenerate-bilevel`` (§7.1.4) train nothing and take seconds to a minute;
 :mod:`innerloop.engine.theory_generalization` describes them.
 
 The runs a part trains live in ``OUT/runs/`` and start afresh on every call. Sinusoid runs use the
@@ -431,6 +431,9 @@ def theory_summary(documents: dict[str, dict[str, Any]]) -> str:
             lines.append(f"double-descent: K={meta['tasks']}, N={meta['points']}: median-risk peaks at d = "
                          + ", ".join(f"{m} {dim}" for m, dim in meta["peaks"].items())
                          + f" (thresholds K·N/2 = {meta['thresholds']['maml']}, K·N = {meta['thresholds']['joint']})")
+        elif part == "degenerate-bilevel":
+            lines.append(f"degenerate-bilevel: optimistic value {d['optimistic']:.4f}; final query loss "
+                         + ", ".join(f"{name} {losses[-1]:.4f}" for name, losses in d["training"].items()))
         elif part == "misspecification":
             for name, rows in d["curves"].items():
                 lines.append(f"misspecification: {name}, K={rows[-1]['tasks']}: actual excess "

@@ -1,4 +1,5 @@
-"""The generalization-theory parts of ``innerloop experiment theory`` (monograph ch. 4).
+"""The generalization-theory parts of ``innerloop experiment theory`` (monograph ch. 4) and the
+theory of its outlook (§7.1.4, §7.2).
 
 No training: each part evaluates exact (or Monte Carlo over designs only) quantities in an
 environment built for it, so every bound is compared with the error it bounds, not an estimate.
@@ -41,6 +42,11 @@ environment built for it, so every bound is compared with the error it bounds, n
   (:mod:`~innerloop.engine.theory.misspecification`): vs K, its actual excess meta-risk (exact
   expected log-loss minus the aleatoric floor), the MEMR it reports as its epistemic uncertainty,
   the true MEMR, and the misspecification penalty E[KL] between them.
+* ``degenerate-bilevel`` (§7.1.4) — one over-parameterized task (d = 10 weights, n = 4 support and
+  20 query points; :mod:`~innerloop.engine.theory.degenerate_bilevel`): (a) the hypergradient
+  estimates at one θ — unrolled through T GD steps vs T, the implicit formula's Neumann series vs its
+  N terms, the proximal one vs λ — against the GD selection's exact P∇f; (b) meta-training θ by each
+  hypergradient, against the optimistic value min_S f (eq. 7.1); the pessimistic one (eq. 7.2) is +∞.
 """
 
 from __future__ import annotations
@@ -254,6 +260,65 @@ def misspecification(seed: int) -> dict[str, Any]:
             "curves": curves}
 
 
+DB_DIM, DB_SUPPORT, DB_QUERY, DB_INNER_LR, DB_META_LR, DB_META_STEPS = 10, 4, 20, 0.1, 0.5, 300
+DB_STEPS, DB_TERMS = (1, 2, 5, 10, 20, 50, 100, 200, 500), (1, 2, 5, 10, 20, 50, 100, 200, 500)
+DB_STRENGTHS = (10.0, 1.0, 0.1, 0.01, 1e-3, 1e-4, 1e-5)
+
+
+def degenerate_bilevel(seed: int) -> dict[str, Any]:
+    """Part ``degenerate-bilevel`` (see the module docstring)."""
+    from innerloop.engine.theory.degenerate_bilevel import DegenerateBilevel
+
+    generator = generator_for(seed, "theory/degenerate-bilevel")
+
+    def normal(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+    weights, support, query = normal(DB_DIM), normal(DB_SUPPORT, DB_DIM), normal(DB_QUERY, DB_DIM)
+    problem = DegenerateBilevel(support, support @ weights + 0.1 * normal(DB_SUPPORT), query,
+                                query @ weights + 0.1 * normal(DB_QUERY))
+    theta = normal(DB_DIM)
+    exact = problem.unrolled_hypergradient(theta, DB_INNER_LR, None)
+    limit = problem.gd_solution(theta, DB_INNER_LR, None)
+    lipschitz = 1.2 * float(torch.linalg.matrix_norm(problem.hessian, ord=2))
+    range_part = torch.linalg.pinv(problem.hessian) @ problem.upper_gradient(limit)
+
+    def error(estimate: torch.Tensor) -> float:
+        return float((estimate - exact).norm())
+
+    estimates = {
+        "unrolled": [{"steps": t, "error": error(problem.unrolled_hypergradient(theta, DB_INNER_LR, t))}
+                     for t in DB_STEPS],
+        "neumann": [{"terms": n, "null_norm": float((problem.null_projector @ v).norm()),
+                     "range_error": float(((torch.eye(DB_DIM, dtype=torch.float64) - problem.null_projector) @ v
+                                           - range_part).norm())}
+                    for n in DB_TERMS for v in [problem.neumann_inverse_gradient(limit, n, lipschitz)]],
+        "proximal": [{"strength": lam, "error": error(problem.proximal_hypergradient(theta, lam))}
+                     for lam in DB_STRENGTHS]}
+    optimistic, _ = problem.optimistic_value()
+    lower_and_hypergradient = {  # each learner: its lower-level solution ϕ(θ) and the hypergradient it follows
+        "unrolled, T = ∞ (P∇f)": (lambda t: problem.gd_solution(t, DB_INNER_LR, None),
+                                  lambda t: problem.unrolled_hypergradient(t, DB_INNER_LR, None)),
+        "unrolled, T = 5": (lambda t: problem.gd_solution(t, DB_INNER_LR, 5),
+                            lambda t: problem.unrolled_hypergradient(t, DB_INNER_LR, 5)),
+        "proximal, λ = 0.1": (lambda t: problem.proximal_solution(t, 0.1),
+                              lambda t: problem.proximal_hypergradient(t, 0.1)),
+        "implicit formula (0)": (lambda t: problem.gd_solution(t, DB_INNER_LR, None), torch.zeros_like)}
+    curves = {}
+    for name, (lower, hypergradient) in lower_and_hypergradient.items():
+        current, losses = theta.clone(), []
+        for _ in range(DB_META_STEPS + 1):
+            losses.append(float(problem.upper_loss(lower(current))))
+            current = current - DB_META_LR * hypergradient(current)
+        curves[name] = losses
+    return {"dim": DB_DIM, "support": DB_SUPPORT, "query": DB_QUERY, "inner_lr": DB_INNER_LR, "meta_lr": DB_META_LR,
+            "exact_norm": float(exact.norm()), "lipschitz": lipschitz,
+            "null_gradient_norm": float((problem.null_projector @ problem.upper_gradient(limit)).norm()),
+            "estimates": estimates, "optimistic": float(optimistic),
+            "pessimistic_unbounded": problem.pessimistic_is_unbounded(), "training": curves}
+
+
 PARTS = {"information-bounds": information_bounds, "task-similarity": task_similarity,
          "excess-meta-risk": excess_meta_risk, "meta-linear-regression": meta_linear_regression,
-         "double-descent": double_descent, "misspecification": misspecification}
+         "double-descent": double_descent, "misspecification": misspecification,
+         "degenerate-bilevel": degenerate_bilevel}

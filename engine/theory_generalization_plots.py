@@ -232,3 +232,27 @@ def misspecification(document: Document, path: Path) -> None:
     _finish(fig, path, f"Bayesian meta-learning under misspecification (monograph §7.2.2): truth d = {model['dim']}, "
                        f"s_θ² = {model['hyper_var']}, s_ϕ² = {model['task_var']}, σ² = {model['noise_var']}, "
                        f"N = {document['points']}")
+
+
+def degenerate_bilevel(document: Document, path: Path) -> None:
+    """(a) hypergradient estimates against the GD selection's P∇f, vs T, N or 1/λ; (b) meta-training
+    by each hypergradient against the optimistic value of eq. 7.1."""
+    estimates = document["estimates"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    left.plot([r["steps"] for r in estimates["unrolled"]], [r["error"] for r in estimates["unrolled"]], "o-",
+              color="tab:red", ms=3, label="unrolled through T GD steps: ‖error‖ vs T")
+    left.plot([1 / r["strength"] for r in estimates["proximal"]], [r["error"] for r in estimates["proximal"]], "s-",
+              color="tab:blue", ms=3, label="proximal λ(H + λI)⁻¹∇f: ‖error‖ vs 1/λ")
+    left.plot([r["terms"] for r in estimates["neumann"]], [r["null_norm"] for r in estimates["neumann"]], "^-",
+              color="k", ms=3, label="Neumann series for H⁻¹∇f, N terms: null-space part")
+    left.plot([r["terms"] for r in estimates["neumann"]], [r["range_error"] for r in estimates["neumann"]], "v:",
+              color="k", ms=3, label="… its range part minus H⁺∇f")
+    left.axhline(document["exact_norm"], color="gray", lw=0.8, ls="--", label="‖P∇f‖ (the exact hypergradient)")
+    _style(left, 7, xscale="log", yscale="log", xlabel="T, N or 1/λ", ylabel="norm",
+           title=f"(a) hypergradients at one θ (d = {document['dim']}, n = {document['support']})")
+    for name, losses in document["training"].items():
+        right.plot(losses, label=name)
+    right.axhline(document["optimistic"], color="k", ls="--", lw=0.8, label="optimistic value min_S f (eq. 7.1)")
+    _style(right, 7, yscale="log", xlabel="meta-iteration", ylabel="query loss f at the learner's ϕ(θ)",
+           title="(b) meta-training θ; the pessimistic value (eq. 7.2) is +∞")
+    _finish(fig, path, "bilevel meta-learning with a degenerate lower level (monograph §7.1.4)")

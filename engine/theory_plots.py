@@ -185,4 +185,4 @@ PLOTS: dict[str, Callable[[Document, Path], None]] = {
     "information-bounds": generalization.information_bounds,
     "task-similarity": generalization.task_similarity, "excess-meta-risk": generalization.excess_meta_risk,
     "meta-linear-regression": generalization.meta_linear_regression, "double-descent": generalization.double_descent,
-    "misspecification": generalization.misspecification}
+    "misspecification": generalization.misspecification, "degenerate-bilevel": generalization.degenerate_bilevel}

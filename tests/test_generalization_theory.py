@@ -568,3 +568,83 @@ def test_misspecification_part_separates_reported_and_actual_uncertainty():
     alike = curves["tasks assumed alike (s_ϕ² / 10)"][-1]  # overconfident: reports less than the truth
     assert alike["reported_memr"]["mean"] < alike["true_memr"]["mean"] < alike["actual_excess"]["mean"]
     assert all(row["penalty"]["mean"] > 0 for rows in list(curves.values())[1:] for row in rows)
+
+
+def _degenerate_problem(seed: int = 0, query_in_row_space: bool = False):
+    from innerloop.engine.theory.degenerate_bilevel import DegenerateBilevel
+
+    generator = torch.Generator().manual_seed(seed)
+    weights = torch.randn(10, generator=generator, dtype=torch.float64)
+    support = torch.randn(4, 10, generator=generator, dtype=torch.float64)
+    query = torch.randn(20, 4, generator=generator, dtype=torch.float64) @ support if query_in_row_space \
+        else torch.randn(20, 10, generator=generator, dtype=torch.float64)
+    def noise(count: int) -> torch.Tensor:
+        return 0.1 * torch.randn(count, generator=generator, dtype=torch.float64)
+
+    problem = DegenerateBilevel(support, support @ weights + noise(4), query, query @ weights + noise(20))
+    return problem, torch.randn(10, generator=generator, dtype=torch.float64)
+
+
+def test_gd_selection_and_its_hypergradients_against_autograd():
+    problem, theta = _degenerate_problem()
+    limit = problem.gd_solution(theta, 0.1, None)
+    assert torch.allclose(problem.support_x @ limit, problem.support_y, atol=1e-12)  # in S
+    assert torch.allclose(problem.null_projector @ (theta - limit), torch.zeros(10, dtype=torch.float64),
+                          atol=1e-12)  # the point of S nearest θ: θ − ϕ ⟂ null(X)
+    assert torch.allclose(problem.gd_solution(theta, 0.1, 3000), limit, atol=1e-10)
+    for steps in (7, None):
+        leaf = theta.clone().requires_grad_(True)
+        (expected,) = torch.autograd.grad(problem.upper_loss(problem.gd_solution(leaf, 0.1, steps)), leaf)
+        assert torch.allclose(problem.unrolled_hypergradient(theta, 0.1, steps), expected, atol=1e-12)
+    leaf = theta.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(problem.upper_loss(problem.proximal_solution(leaf, 0.3)), leaf)
+    assert torch.allclose(problem.proximal_hypergradient(theta, 0.3), expected, atol=1e-12)
+    exact = problem.unrolled_hypergradient(theta, 0.1, None)
+    assert float((problem.proximal_hypergradient(theta, 1e-7) - exact).norm()) < 1e-5 * float(exact.norm())
+
+
+def test_neumann_series_diverges_along_the_null_space_of_a_singular_hessian():
+    problem, theta = _degenerate_problem(1)
+    phi = problem.gd_solution(theta, 0.1, None)
+    lipschitz = 1.2 * float(torch.linalg.matrix_norm(problem.hessian, ord=2))
+    null_gradient = problem.null_projector @ problem.upper_gradient(phi)
+    range_target = torch.linalg.pinv(problem.hessian) @ problem.upper_gradient(phi)
+    for terms in (10, 1000):
+        estimate = problem.neumann_inverse_gradient(phi, terms, lipschitz)
+        assert torch.allclose(problem.null_projector @ estimate, terms / lipschitz * null_gradient, rtol=1e-9)
+    range_part = estimate - problem.null_projector @ estimate
+    assert torch.allclose(range_part, range_target, atol=1e-8)
+
+
+def test_optimistic_value_is_the_minimum_over_the_solution_set_and_gd_selection_reaches_it():
+    problem, theta = _degenerate_problem(2)
+    value, minimizer = problem.optimistic_value()
+    assert torch.allclose(problem.support_x @ minimizer, problem.support_y, atol=1e-12)
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(200):  # random points of S are never better
+        point = problem.gd_solution(10 * torch.randn(10, generator=generator, dtype=torch.float64), 0.1, None)
+        assert float(problem.upper_loss(point)) >= float(value) - 1e-12
+    for _ in range(2000):
+        theta = theta - 0.5 * problem.unrolled_hypergradient(theta, 0.1, None)
+    assert float(problem.upper_loss(problem.gd_solution(theta, 0.1, None))) == pytest.approx(float(value), rel=1e-8)
+    assert problem.pessimistic_is_unbounded()
+    blind, _ = _degenerate_problem(4, query_in_row_space=True)
+    assert not blind.pessimistic_is_unbounded()  # X_Q sees only the row space of X: f is constant on S
+
+
+def test_degenerate_bilevel_rejects_well_posed_lower_levels_and_the_part_runs():
+    from innerloop.engine.theory.degenerate_bilevel import DegenerateBilevel
+    from innerloop.engine.theory_generalization import degenerate_bilevel
+
+    with pytest.raises(ConfigError, match="fewer points than parameters"):
+        DegenerateBilevel(torch.randn(5, 3, dtype=torch.float64), torch.zeros(5, dtype=torch.float64),
+                          torch.randn(2, 3, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+    with pytest.raises(ShapeError, match="query X_Q"):
+        DegenerateBilevel(torch.randn(2, 3, dtype=torch.float64), torch.zeros(2, dtype=torch.float64),
+                          torch.randn(2, 4, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+    document = degenerate_bilevel(seed=0)
+    training = document["training"]
+    assert len(set(training["implicit formula (0)"])) == 1  # a zero hypergradient never moves θ
+    assert training["unrolled, T = ∞ (P∇f)"][-1] == pytest.approx(document["optimistic"], rel=1e-6)
+    # lower levels that stop short of S (T = 5 steps, λ > 0) are not bound by the optimistic value over S
+    assert training["unrolled, T = 5"][-1] < document["optimistic"] and training["proximal, λ = 0.1"][-1] < 1
