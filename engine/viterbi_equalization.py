@@ -26,7 +26,10 @@ against, on the same held-out channels and symbols,
 Every receiver knows σ². Reported: the bit error rate on ``EVAL_SYMBOLS`` data symbols of
 ``tasks`` held-out channels vs the pilot count, and vs the SNR at ``SWEEP_PILOTS`` pilots (the
 learned models were meta-trained at 14 dB only); one held-out channel's learned f(s) against
-the truth. Writes ``viterbi_equalization.json``, ``.md`` and ``.png``.
+the truth; and, on channels that drift from block to block, the BER of each channel-model
+receiver adapted on each block's pilots alone or on them plus its own decisions on the previous
+block (:mod:`~innerloop.engine.viterbi_tracking`). Writes ``viterbi_equalization.json``, ``.md``
+and ``.png``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 import torch
 
 from innerloop.engine import isi_detection as detection
+from innerloop.engine import viterbi_tracking as tracking
 from innerloop.engine.config import TrainConfig
 from innerloop.engine.errors import ConfigError
 from innerloop.engine.experiment_setup import prepare, write_results
@@ -150,6 +154,9 @@ def run_method(args: tuple[str, int, int, int, str]) -> dict[str, Any]:
         family, batch = held_out(view, tasks, seed)
         row["channel_fit"] = channel_fit(algorithm.model, algorithm.adapt(theta, pilots(batch, SWEEP_PILOTS)),
                                          family, batch)
+        row["tracking"] = tracking.tracking_scores(
+            lambda family: tracking.learned_receiver(family, algorithm.model, lambda b: algorithm.adapt(theta, b)),
+            tasks, seed)
     return row
 
 
@@ -190,8 +197,10 @@ def model_based(tasks: int, seed: int) -> dict[str, dict[str, Any]]:
     def genie(family: ISIChannel, batch: TaskBatch) -> torch.Tensor:
         return detection.genie_metrics(family, detection.true_taps(batch.task_params, family.memory), batch.query_x)
 
-    return {"mmse-viterbi": {"method": "mmse-viterbi", **scores(mmse)},
-            "genie-viterbi": {"method": "genie-viterbi", **scores(genie)}}
+    return {"mmse-viterbi": {"method": "mmse-viterbi", **scores(mmse),
+                             "tracking": tracking.tracking_scores(tracking.mmse_receiver, tasks, seed)},
+            "genie-viterbi": {"method": "genie-viterbi", **scores(genie),
+                              "tracking": tracking.tracking_scores(tracking.genie_receiver, tasks, seed)}}
 
 
 def reference_channel(tasks: int, seed: int) -> dict[str, Any]:
@@ -224,6 +233,8 @@ def viterbi_equalization(out: str | Path, iters: int = 3000, tasks: int = 200, a
         "experiment": "viterbi-equalization", "task": TASK, "task_options": channel_options(), "iters": iters,
         "held_out_channels": tasks, "eval_symbols": EVAL_SYMBOLS, "seed": seed, "pilots": list(PILOTS),
         "snrs_db": list(SNRS), "sweep_pilots": SWEEP_PILOTS, "meta_train_pilots": SHOTS,
+        "tracking": {"blocks": tracking.BLOCKS, "pilots": tracking.PILOTS, "data": tracking.DATA,
+                     "correlations": list(tracking.CORRELATIONS)},
         "meta_train_symbols": QUERIES, "hidden": list(HIDDEN), "meta_batch": META_BATCH, "outer_lr": OUTER_LR,
         "rows": rows, "baselines": baselines, "reference_channel": reference_channel(tasks, seed),
     }
@@ -251,8 +262,22 @@ def summary(document: dict[str, Any]) -> dict[str, Any]:
             "pilots_where_significantly_below_mmse": below}
 
 
+def tracking_table(document: dict[str, Any]) -> str:
+    """Drifting channels: BER ± 95% CI per receiver (rows) and ρ, pilots alone / decision-directed."""
+    rhos = [str(r) for r in document["tracking"]["correlations"]]
+    lines = ["| receiver | " + " | ".join(f"ρ = {r}: pilots / decision-directed" for r in rhos) + " |",
+             "|---|" + "---|" * len(rhos)]
+    for name, entry in {**document["rows"], **document["baselines"]}.items():
+        if "tracking" in entry:
+            cells = [" / ".join(f"{entry['tracking'][r][mode]['mean']:.4f} ± {entry['tracking'][r][mode]['ci95']:.4f}"
+                                for mode in tracking.MODES) for r in rhos]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def ber_table(document: dict[str, Any]) -> str:
-    """BER ± 95% CI per receiver (rows) and pilot count, then per SNR at SWEEP_PILOTS, as Markdown."""
+    """BER ± 95% CI per receiver (rows) and pilot count, then per SNR at SWEEP_PILOTS, as Markdown;
+    then the drifting-channel table."""
     pilots_ = [str(n) for n in document["pilots"]]
     snrs = [str(s) for s in document["snrs_db"]]
     lines = ["| receiver | " + " | ".join(f"{n} pilots" for n in pilots_) + " | "
@@ -261,4 +286,4 @@ def ber_table(document: dict[str, Any]) -> str:
         cells = [f"{entry['ber'][n]['mean']:.4f} ± {entry['ber'][n]['ci95']:.4f}" for n in pilots_]
         cells += [f"{entry['ber_vs_snr'][s]['mean']:.4f}" for s in snrs]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + tracking_table(document)

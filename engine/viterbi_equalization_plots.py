@@ -1,5 +1,6 @@
 """The figure of ``innerloop experiment viterbi-equalization``: (a) BER vs pilots, (b) BER vs SNR
-at a fixed pilot count, (c) one held-out channel's noiseless output per state, true and learned."""
+at a fixed pilot count, (c) one held-out channel's noiseless output per state, true and learned,
+(d) BER on drifting channels vs the block correlation ρ, pilots alone and decision-directed."""
 
 from __future__ import annotations
 
@@ -42,27 +43,46 @@ def _channel_panel(ax, document: dict[str, Any]) -> None:
             ax.plot(states, row["channel_fit"], marker="x", ls="none", color=STYLE.get(name), label=f"{name} f(s)")
     taps = ", ".join(f"{t:+.2f}" for t in reference["taps"])
     ax.set(xlabel="state index Σ b_{t−l} 2^l", ylabel="noiseless output",
-           title=f"one held-out channel after {document['sweep_pilots']} pilots")
+           title=f"(c) one held-out channel after {document['sweep_pilots']} pilots")
     ax.text(0.98, 0.03, f"h = ({taps})", transform=ax.transAxes, ha="right", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
 
 
+def _tracking_panel(ax, document: dict[str, Any]) -> None:
+    rhos = document["tracking"]["correlations"]
+    xs = [1 - r for r in rhos]  # the drift per block, 1 − ρ, on a log axis
+    for name, entry in {**document["rows"], **document["baselines"]}.items():
+        if "tracking" not in entry:
+            continue
+        for mode, ls in (("pilots", "--"), ("decision-directed", "-")):
+            ax.plot(xs, [entry["tracking"][str(r)][mode]["mean"] for r in rhos], marker="o", ms=3, ls=ls,
+                    color=STYLE.get(name), label=f"{name}, {mode}" if name != "genie-viterbi" or mode == "pilots"
+                    else None)
+    ax.set(xscale="log", yscale="log", xlabel="channel drift per block 1 − ρ", ylabel="bit error rate",
+           title=f"(d) drifting channels, {document['tracking']['pilots']} pilots + {document['tracking']['data']} "
+                 "data per block; dashed: pilots only")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+
+
 def plot(document: dict[str, Any], path: Path) -> None:
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    axes = axes.flatten()
     pilots = document["pilots"]
     _curves(axes[0], document, "ber", pilots, [str(n) for n in pilots])
     axes[0].axvline(document["meta_train_pilots"], color="k", lw=0.5, alpha=0.4)
     axes[0].set(xscale="log", xlabel="pilots", ylabel="bit error rate",
-                title=f"BER on {document['held_out_channels']} held-out channels, 14 dB")
+                title=f"(a) BER on {document['held_out_channels']} held-out channels, 14 dB")
     axes[0].set_xticks(pilots, [str(n) for n in pilots])
     axes[0].minorticks_off()
     axes[0].legend(fontsize=7, ncol=2)
     snrs = document["snrs_db"]
     _curves(axes[1], document, "ber_vs_snr", snrs, [str(s) for s in snrs])
     axes[1].set(xlabel="SNR (dB); meta-trained at 14 dB", ylabel="bit error rate",
-                title=f"BER vs SNR, {document['sweep_pilots']} pilots")
+                title=f"(b) BER vs SNR, {document['sweep_pilots']} pilots")
     _channel_panel(axes[2], document)
+    _tracking_panel(axes[3], document)
     fig.suptitle("Viterbi detection with meta-learned branch metrics on a saturating 4-tap ISI channel "
                  "(monograph §7.3)", fontsize=10)
     save_figure(fig, path)

@@ -178,6 +178,12 @@ def test_viterbi_equalization_experiment_end_to_end(tmp_path, capsys):
     assert len({s["mean"] for s in genie["ber"].values()}) == 1  # the true channel needs no pilots
     assert genie["ber_vs_snr"]["18.0"]["mean"] <= genie["ber_vs_snr"]["6.0"]["mean"]
     assert len(document["rows"]["maml"]["channel_fit"]) == 16 and "channel_fit" not in document["rows"]["viterbinet"]
+    from innerloop.engine.viterbi_tracking import CORRELATIONS, MODES
+
+    for entry in (document["rows"]["maml"], document["baselines"]["mmse-viterbi"]):
+        assert [float(r) for r in entry["tracking"]] == list(CORRELATIONS)
+        assert all(set(by_mode) == set(MODES) for by_mode in entry["tracking"].values())
+    assert "tracking" not in document["rows"]["viterbinet"] and "decision-directed" in printed
     assert document["summary"]["lowest_ber_without_genie"].keys() == {str(n) for n in PILOTS}
 
 
@@ -188,3 +194,43 @@ def test_viterbi_equalization_rejects_unknown_methods(tmp_path):
         viterbi_equalization(tmp_path, iters=1, tasks=3, algorithms=["vnet"])
     with pytest.raises(ConfigError, match="--tasks"):
         viterbi_equalization(tmp_path, iters=1, tasks=1, algorithms=["maml"])
+
+
+def test_drift_keeps_unit_energy_and_interpolates_between_frozen_and_fresh_channels():
+    family = tasks.make("isi-channel")
+    generator = torch.Generator().manual_seed(12)
+    taps = family.draw_taps(50, generator)
+    assert torch.allclose(family.drift(taps, 1.0, generator), taps, atol=1e-15)
+    slow, fast = family.drift(taps, 0.99, generator), family.drift(taps, 0.0, generator)
+    for moved in (slow, fast):
+        assert torch.allclose(moved.norm(dim=1), torch.ones(50, dtype=torch.float64))
+    assert float((slow - taps).norm(dim=1).mean()) < 0.25 < float((fast - taps).norm(dim=1).mean())
+    with pytest.raises(ConfigError, match="correlation"):
+        family.drift(taps, 1.5, generator)
+    first = family.sample(3, torch.Generator().manual_seed(4), shots=5, queries=7)
+    generator = torch.Generator().manual_seed(4)
+    second = family.transmit(family.draw_taps(3, generator), generator, 5, 7)  # _sample is exactly these two
+    assert torch.equal(first.query_x, second.query_x) and torch.equal(first.query_y, second.query_y)
+
+
+def test_decided_points_with_the_true_bits_are_the_blocks_own_labels():
+    from innerloop.engine.viterbi_tracking import block_states, decided_points
+
+    family = tasks.make("isi-channel", view="channel")
+    block = family.sample(4, torch.Generator().manual_seed(5), shots=3, queries=30)
+    states = block_states(family, block.query_x)
+    bits = torch.cat([torch.zeros(4, 3, dtype=torch.long), states & 1], dim=1)[:, 3:]  # b_t = newest bit of s_t
+    symbols, received = decided_points(family, block, bits)
+    assert torch.equal(symbols, block.query_x[:, 3:]) and torch.equal(received, block.query_y[:, 3:])
+
+
+def test_decision_directed_tracking_helps_on_a_static_channel_and_is_void_for_the_genie():
+    from innerloop.engine import viterbi_tracking as tracking
+
+    family = tasks.make("isi-channel", view="channel")
+    blocks = tracking.drifting_blocks(family, 30, seed=0, correlation=1.0)
+    assert torch.allclose(blocks[0].task_params["tap0"], blocks[-1].task_params["tap0"], atol=1e-6)
+    genie = tracking.track(family, blocks, tracking.genie_receiver(family))
+    assert genie["pilots"]["mean"] == genie["decision-directed"]["mean"]
+    mmse = tracking.track(family, blocks, tracking.mmse_receiver(family))
+    assert mmse["decision-directed"]["mean"] < mmse["pilots"]["mean"]

@@ -91,10 +91,23 @@ class ISIChannel(TaskFamily):
         """The noiseless output A·tanh(Σ_l h_l s_l / A) of every state, [B, 2^L], for taps [B, L]."""
         return self.front_end(taps.double() @ state_symbols(self.memory).T)
 
-    def _sample(self, num_tasks: int, generator: torch.Generator | None, shots: int, queries: int) -> TaskBatch:
-        gains = torch.randn((num_tasks, self.memory), generator=generator, dtype=torch.float64)
-        taps = gains * self.profile().sqrt()
-        taps = taps / taps.norm(dim=1, keepdim=True)
+    def draw_taps(self, num_tasks: int, generator: torch.Generator | None) -> torch.Tensor:
+        """Taps [B, L]: g ⊙ √p normalized to ‖h‖ = 1, g ~ N(0, I)."""
+        taps = torch.randn((num_tasks, self.memory), generator=generator, dtype=torch.float64) * self.profile().sqrt()
+        return taps / taps.norm(dim=1, keepdim=True)
+
+    def drift(self, taps: torch.Tensor, correlation: float, generator: torch.Generator | None) -> torch.Tensor:
+        """The taps of the next block of a slowly varying channel: ρ·h + √(1 − ρ²)·(g ⊙ √p), renormalized
+        to ‖h‖ = 1 (a first-order autoregressive drift with correlation ρ = ``correlation``)."""
+        if not 0 <= correlation <= 1:
+            raise ConfigError(f"the block correlation must lie in [0, 1], got {correlation}", "e.g. 0.95")
+        innovation = self.draw_taps(taps.shape[0], generator)
+        taps = correlation * taps.double() + math.sqrt(1 - correlation ** 2) * innovation
+        return taps / taps.norm(dim=1, keepdim=True)
+
+    def transmit(self, taps: torch.Tensor, generator: torch.Generator | None, shots: int, queries: int) -> TaskBatch:
+        """A block over the channels with taps [B, L]: ``shots`` pilots, then ``queries`` data symbols."""
+        num_tasks = taps.shape[0]
         bits = torch.randint(2, (num_tasks, self.memory - 1 + shots + queries), generator=generator)
         states = states_of(bits, self.memory)
         noise = torch.randn(states.shape, generator=generator, dtype=torch.float64)
@@ -106,6 +119,9 @@ class ISIChannel(TaskFamily):
         else:
             x, y = state_symbols(self.memory, torch.get_default_dtype())[states], received
         return TaskBatch(x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:], params)
+
+    def _sample(self, num_tasks: int, generator: torch.Generator | None, shots: int, queries: int) -> TaskBatch:
+        return self.transmit(self.draw_taps(num_tasks, generator), generator, shots, queries)
 
     def config(self) -> dict:
         return {**super().config(), "memory": self.memory, "decay": self.decay, "snr_db": self.snr_db,
