@@ -109,9 +109,10 @@ def test_the_two_views_hold_the_same_draws():
     assert (channel.loss, channel.input_dim, channel.output_dim) == ("mse", 4, 1)
 
 
-@pytest.mark.parametrize("options, match", [({"memory": 0}, "memory"), ({"memory": 2.5}, "memory"),
-                                            ({"saturation": 0.0}, "saturation"), ({"snr_db": math.nan}, "snr_db"),
-                                            ({"decay": "steep"}, "numbers"), ({"view": "image"}, "view")])
+@pytest.mark.parametrize("options, match", [
+    ({"memory": 0}, "memory"), ({"memory": 2.5}, "memory"), ({"memory": True}, "memory"),
+    ({"saturation": 0.0}, "saturation"), ({"snr_db": math.nan}, "snr_db"), ({"decay": "steep"}, "numbers"),
+    ({"view": "image"}, "view")])
 def test_isi_channel_rejects_bad_options(options, match):
     with pytest.raises(ConfigError, match=match):
         tasks.make("isi-channel", **options)

@@ -51,7 +51,7 @@ class ISIChannel(TaskFamily):
         except (TypeError, ValueError):
             raise ConfigError(f"decay, snr_db and saturation must be numbers; got {decay!r}, {snr_db!r}, "
                               f"{saturation!r}", "e.g. decay=0.5 snr_db=14 saturation=inf") from None
-        if not isinstance(memory, int) or not 1 <= memory <= 8:
+        if isinstance(memory, bool) or not isinstance(memory, int) or not 1 <= memory <= 8:
             raise ConfigError(f"memory must be an integer in 1..8 (2^memory states), got {memory!r}", "e.g. memory=4")
         if not (math.isfinite(decay) and decay >= 0 and math.isfinite(snr_db) and saturation > 0):
             raise ConfigError(f"ISIChannel needs decay >= 0, a finite snr_db and saturation > 0 (inf: linear); got "
