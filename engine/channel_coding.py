@@ -32,7 +32,6 @@ from typing import Any
 import torch
 
 from innerloop.engine.config import TrainConfig
-from innerloop.engine.errors import ConfigError
 from innerloop.engine.experiment_setup import prepare
 from innerloop.engine.inner import inner_step
 from innerloop.engine.learner import Learner
@@ -104,9 +103,7 @@ def channel_coding(out: str | Path, iters: int = 2000, tasks: int = 100, algorit
     """Run the experiment (see the module docstring); returns the JSON document it writes."""
     from innerloop.engine.channel_coding_plots import plot
 
-    methods, out = prepare("channel-coding method", algorithms, list(METHODS), jobs, out)
-    if int(tasks) != tasks or tasks < 2:
-        raise ConfigError(f"--tasks must be an integer >= 2, got {tasks}", "e.g. --tasks 100")
+    methods, out = prepare("channel-coding method", algorithms, list(METHODS), jobs, out, tasks=tasks)
     rows, curves = {}, {}
     for method in methods:
         start, seconds, built = _start(method, iters, seed, out)

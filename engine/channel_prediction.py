@@ -134,9 +134,7 @@ def channel_prediction(out: str | Path, iters: int | None = None, tasks: int = 2
     if iters is not None:
         raise ConfigError("channel-prediction is solved in closed form and has no meta-iterations",
                           "drop --iters")
-    methods, out = prepare("channel-prediction method", algorithms, list(METHODS), jobs, out)
-    if int(tasks) != tasks or tasks < 2:
-        raise ConfigError(f"--tasks must be an integer >= 2, got {tasks}", "e.g. --tasks 200")
+    methods, out = prepare("channel-prediction method", algorithms, list(METHODS), jobs, out, tasks=tasks)
     family = ChannelPrediction()
     rows: dict[str, dict[str, Any]] = {m: {} for m in methods}
     example: dict[str, Any] = {}

@@ -42,7 +42,6 @@ import torch
 from innerloop.engine.calibration import class_probabilities, reliability
 from innerloop.engine.comms import ml_detect, mmse_channel_estimate
 from innerloop.engine.config import TrainConfig
-from innerloop.engine.errors import ConfigError
 from innerloop.engine.experiment_setup import prepare, write_results
 from innerloop.engine.inner import sgd_trajectory
 from innerloop.engine.learner import Learner
@@ -213,9 +212,7 @@ def prepare_methods(algorithms: list[str] | None, default: list[str], tasks: int
     """(methods, output directory, the demodulation family) after checking the arguments."""
     from innerloop.engine import build
 
-    methods, out = prepare("demodulation method", algorithms or default, list(METHODS), jobs, out)
-    if int(tasks) != tasks or tasks < 2:
-        raise ConfigError(f"--tasks must be an integer >= 2, got {tasks}", "e.g. --tasks 300")
+    methods, out = prepare("demodulation method", algorithms or default, list(METHODS), jobs, out, tasks=tasks)
     return methods, out, build.family(method_config(methods[0], 1, seed))
 
 

@@ -46,15 +46,18 @@ SUMMARIES = {
 
 
 def prepare(kind: str, asked: Sequence[str] | None, known: Sequence[str], jobs: int,
-            out: str | Path) -> tuple[list[str], Path]:
+            out: str | Path, tasks: int | None = None) -> tuple[list[str], Path]:
     """(the names to run — ``asked`` or all ``known`` —, the created output directory); a
-    ConfigError names an unknown ``kind`` or a bad ``jobs``."""
+    ConfigError names an unknown ``kind``, a bad ``jobs`` or, when given, fewer than 2 held-out
+    ``tasks`` (a confidence interval needs two)."""
     names = list(asked or known)
     for name in names:
         if name not in known:
             raise unknown_name(kind, name, known)
     if int(jobs) != jobs or jobs < 1:
         raise ConfigError(f"jobs must be a positive integer, got {jobs}", "e.g. --jobs 2")
+    if tasks is not None and (int(tasks) != tasks or tasks < 2):
+        raise ConfigError(f"--tasks must be an integer >= 2, got {tasks}", "e.g. --tasks 200")
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
     return names, path

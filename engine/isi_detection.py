@@ -77,11 +77,16 @@ def bpsk_awgn_ber(snr: float) -> float:
     return 0.5 * math.erfc(math.sqrt(snr / 2))
 
 
+def channel_model_outputs(model: Any, params: Params, memory: int, dtype: torch.dtype) -> torch.Tensor:
+    """f(s) [B, 2^L] of a channel-view regressor with per-task ``params`` [B, ...] at every state's symbols."""
+    tasks = next(iter(params.values())).shape[0]
+    symbols = state_symbols(memory, dtype).expand(tasks, -1, -1)
+    with torch.no_grad():
+        return Learner(model, "mse").predict_tasks(params, symbols)[..., 0].double()
+
+
 def channel_model_metrics(model: Any, params: Params, received: torch.Tensor, memory: int,
                           noise_var: float) -> torch.Tensor:
     """Gaussian log-likelihoods (up to a constant) around a learned channel f(s) with per-task
     ``params``: the regressor of the ``channel`` view evaluated at every state's symbols."""
-    symbols = state_symbols(memory, received.dtype).expand(received.shape[0], -1, -1)
-    with torch.no_grad():
-        means = Learner(model, "mse").predict_tasks(params, symbols)[..., 0]
-    return gaussian_metrics(received, means.double(), noise_var)
+    return gaussian_metrics(received, channel_model_outputs(model, params, memory, received.dtype), noise_var)

@@ -30,7 +30,6 @@ from typing import Any
 import torch
 
 from innerloop.engine.config import TrainConfig
-from innerloop.engine.errors import ConfigError
 from innerloop.engine.experiment_setup import prepare
 from innerloop.engine.rundir import atomic_write_json
 from innerloop.engine.stats import summarize
@@ -108,9 +107,7 @@ def power_control(out: str | Path, iters: int = 1000, tasks: int = 200, algorith
     from innerloop.engine import build
     from innerloop.engine.power_control_plots import plot
 
-    methods, out = prepare("power-control method", algorithms, list(METHODS), jobs, out)
-    if int(tasks) != tasks or tasks < 2:
-        raise ConfigError(f"--tasks must be an integer >= 2, got {tasks}", "e.g. --tasks 200")
+    methods, out = prepare("power-control method", algorithms, list(METHODS), jobs, out, tasks=tasks)
     family = build.family(_config("fomaml", PERIODS[0], iters, seed)).family
     reference = references(family, tasks, seed)
     work = [(m, k, iters, tasks, seed, str(out)) for k in PERIODS for m in methods]

@@ -34,6 +34,7 @@ and ``.png``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,6 @@ import torch
 from innerloop.engine import isi_detection as detection
 from innerloop.engine import viterbi_tracking as tracking
 from innerloop.engine.config import TrainConfig
-from innerloop.engine.errors import ConfigError
 from innerloop.engine.experiment_setup import prepare, write_results
 from innerloop.engine.learner import Learner
 from innerloop.engine.params import Params, cast
@@ -94,8 +94,7 @@ def received_and_states(family: ISIChannel, batch: TaskBatch) -> tuple[torch.Ten
     """The data block's received samples [B, T, 1] and true states [B, T] in either view."""
     if family.view == "classifier":
         return batch.query_x, batch.query_y
-    bits = (batch.query_x > 0).long()  # the channel view's inputs are the state symbols ±1
-    return batch.query_y, (bits << torch.arange(family.memory)).sum(-1)
+    return batch.query_y, tracking.block_states(family, batch.query_x)  # channel-view inputs: the states' symbols
 
 
 def ber_entry(family: ISIChannel, batch: TaskBatch, metrics: torch.Tensor) -> dict[str, Any]:
@@ -114,26 +113,29 @@ def learned_branch_metrics(family: ISIChannel, model, adapted: Params, batch: Ta
     return detection.channel_model_metrics(model, adapted, received, family.memory, family.noise_var)
 
 
-def _scores(model, adapt, view: str, tasks: int, seed: int) -> dict[str, Any]:
-    """BER vs pilots at 14 dB and vs SNR at SWEEP_PILOTS of a learned receiver; ``adapt(batch)``
-    gives its per-channel parameters."""
+def ber_scores(view: str, tasks: int, seed: int,
+               metrics_of: Callable[[ISIChannel, TaskBatch], torch.Tensor]) -> dict[str, Any]:
+    """BER vs pilots at 14 dB and vs SNR at SWEEP_PILOTS of the receiver whose branch metrics
+    ``metrics_of(family, batch)`` gives for held-out channels cut to a pilot count."""
     family, batch = held_out(view, tasks, seed)
-    ber = {str(n): ber_entry(family, batch, learned_branch_metrics(family, model, adapt(pilots(batch, n)), batch))
-           for n in PILOTS}
+    ber = {str(n): ber_entry(family, batch, metrics_of(family, pilots(batch, n))) for n in PILOTS}
     sweep = {}
     for snr in SNRS:
         family, batch = held_out(view, tasks, seed, snr)
-        sweep[str(snr)] = ber_entry(family, batch, learned_branch_metrics(
-            family, model, adapt(pilots(batch, SWEEP_PILOTS)), batch))
+        sweep[str(snr)] = ber_entry(family, batch, metrics_of(family, pilots(batch, SWEEP_PILOTS)))
     return {"ber": ber, "ber_vs_snr": sweep}
+
+
+def _scores(model, adapt, view: str, tasks: int, seed: int) -> dict[str, Any]:
+    """:func:`ber_scores` of a learned receiver; ``adapt(batch)`` gives its per-channel parameters."""
+    return ber_scores(view, tasks, seed, lambda family, batch: learned_branch_metrics(family, model, adapt(batch),
+                                                                                      batch))
 
 
 def channel_fit(model, adapted: Params, family: ISIChannel, batch: TaskBatch, channel: int = 0) -> list[float]:
     """The learned noiseless output f(s) of every state for held-out ``channel``."""
-    symbols = state_symbols(family.memory, batch.query_x.dtype)[None]
-    with torch.no_grad():
-        means = Learner(model, "mse").predict_tasks({k: v[channel:channel + 1] for k, v in adapted.items()}, symbols)
-    return means[0, :, 0].double().tolist()
+    one = {k: v[channel:channel + 1] for k, v in adapted.items()}
+    return detection.channel_model_outputs(model, one, family.memory, batch.query_x.dtype)[0].tolist()
 
 
 def run_method(args: tuple[str, int, int, int, str]) -> dict[str, Any]:
@@ -182,13 +184,7 @@ def _scratch(tasks: int, seed: int) -> dict[str, Any]:
 def model_based(tasks: int, seed: int) -> dict[str, dict[str, Any]]:
     """BER of Viterbi detection with the linear-model MMSE taps from the pilots, and with the true channel."""
     def scores(receiver) -> dict[str, Any]:
-        family, batch = held_out("classifier", tasks, seed)
-        ber = {str(n): ber_entry(family, batch, receiver(family, pilots(batch, n))) for n in PILOTS}
-        sweep = {}
-        for snr in SNRS:
-            family, batch = held_out("classifier", tasks, seed, snr)
-            sweep[str(snr)] = ber_entry(family, batch, receiver(family, pilots(batch, SWEEP_PILOTS)))
-        return {"ber": ber, "ber_vs_snr": sweep}
+        return ber_scores("classifier", tasks, seed, receiver)
 
     def mmse(family: ISIChannel, batch: TaskBatch) -> torch.Tensor:
         taps = detection.mmse_taps(family, batch.support_x, batch.support_y)
@@ -218,9 +214,7 @@ def viterbi_equalization(out: str | Path, iters: int = 3000, tasks: int = 200, a
     """Run the experiment (see the module docstring); returns the JSON document it writes."""
     from innerloop.engine.viterbi_equalization_plots import plot
 
-    methods, out = prepare("viterbi-equalization method", algorithms, list(METHODS), jobs, out)
-    if int(tasks) != tasks or tasks < 2:
-        raise ConfigError(f"--tasks must be an integer >= 2, got {tasks}", "e.g. --tasks 200")
+    methods, out = prepare("viterbi-equalization method", algorithms, list(METHODS), jobs, out, tasks=tasks)
     rows: dict[str, Any] = {}
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         for row in pool.map(run_method, [(m, iters, tasks, seed, str(out)) for m in methods]):
