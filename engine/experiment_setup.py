@@ -34,8 +34,9 @@ SUMMARIES = {
                      "FOMAML, Reptile and modular meta-learning vs WMMSE and full power (monograph §5.5, Fig. 5.11)",
     "viterbi-equalization": "Viterbi detection on an unknown saturating ISI channel with meta-learned branch "
                             "metrics (MAML, CAVIA channel models; ViterbiNet classifier) vs joint, scratch, "
-                            "MMSE-tap and genie Viterbi: BER vs pilots and SNR, and decision-directed tracking of "
-                            "drifting channels (monograph §7.3)",
+                            "MMSE-tap and genie Viterbi: BER vs pilots and SNR, decision-directed tracking of "
+                            "drifting channels, and per-channel initializations learned online (Meta-ViterbiNet; "
+                            "monograph §7.3)",
     "theory": "seed 000 §6–9 on trained meta-learners: Theorem 2's implicit prior, inner-step sensitivity, "
               "meta-gradient variance vs B, FMO convergence bound, Amit–Meir PAC-Bayes bound for softened MAML and for "
               "a learner that minimizes it; monograph ch. 4 exactly: "

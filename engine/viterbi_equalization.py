@@ -28,7 +28,9 @@ Every receiver knows σ². Reported: the bit error rate on ``EVAL_SYMBOLS`` data
 learned models were meta-trained at 14 dB only); one held-out channel's learned f(s) against
 the truth; and, on channels that drift from block to block, the BER of each channel-model
 receiver adapted on each block's pilots alone or on them plus its own decisions on the previous
-block (:mod:`~innerloop.engine.viterbi_tracking`). Writes ``viterbi_equalization.json``, ``.md``
+block (:mod:`~innerloop.engine.viterbi_tracking`), and for MAML and CAVIA the same with each
+channel's initialization learned online from its own decisions, by meta-gradients (Meta-ViterbiNet
+[110]) or by plain gradients (:mod:`~innerloop.engine.viterbi_online`). Writes ``viterbi_equalization.json``, ``.md``
 and ``.png``.
 """
 
@@ -42,6 +44,7 @@ from typing import Any
 import torch
 
 from innerloop.engine import isi_detection as detection
+from innerloop.engine import viterbi_online as online
 from innerloop.engine import viterbi_tracking as tracking
 from innerloop.engine.config import TrainConfig
 from innerloop.engine.experiment_setup import prepare, write_results
@@ -55,8 +58,8 @@ TASK, SHOTS, QUERIES, META_BATCH, OUTER_LR, HIDDEN = "isi-channel", 16, 64, 16, 
 PILOTS, SNRS, SWEEP_PILOTS = (4, 8, 16, 32, 64), (6.0, 10.0, 14.0, 18.0), 16
 EVAL_SYMBOLS, SCRATCH_STEPS, BASELINE_LR = 1000, 500, 0.1
 METHODS: dict[str, dict[str, Any]] = {
-    "maml": {"algo": "maml", "view": "channel", "inner_lr": 0.1, "inner_steps": 5},
-    "cavia": {"algo": "cavia", "view": "channel", "inner_lr": 0.5, "inner_steps": 10},
+    "maml": {"algo": "maml", "view": "channel", "inner_lr": 0.1, "inner_steps": 5, "online": True},
+    "cavia": {"algo": "cavia", "view": "channel", "inner_lr": 0.5, "inner_steps": 10, "online": True},
     "joint": {"algo": "maml", "view": "channel", "inner_lr": BASELINE_LR, "inner_steps": 5},
     "viterbinet": {"algo": "maml", "view": "classifier", "inner_lr": 0.1, "inner_steps": 5},
 }
@@ -159,6 +162,8 @@ def run_method(args: tuple[str, int, int, int, str]) -> dict[str, Any]:
         row["tracking"] = tracking.tracking_scores(
             lambda family: tracking.learned_receiver(family, algorithm.model, lambda b: algorithm.adapt(theta, b)),
             tasks, seed)
+    if METHODS[method].get("online"):
+        row["online"] = online.online_scores(algorithm, theta, min(tasks, online.ONLINE_CHANNELS), seed, tasks)
     return row
 
 
@@ -229,6 +234,8 @@ def viterbi_equalization(out: str | Path, iters: int = 3000, tasks: int = 200, a
         "snrs_db": list(SNRS), "sweep_pilots": SWEEP_PILOTS, "meta_train_pilots": SHOTS,
         "tracking": {"blocks": tracking.BLOCKS, "pilots": tracking.PILOTS, "data": tracking.DATA,
                      "correlations": list(tracking.CORRELATIONS)},
+        "online": {"channels": min(tasks, online.ONLINE_CHANNELS), "window": online.WINDOW,
+                   "updates": online.UPDATES, "lr": online.ONLINE_LR},
         "meta_train_symbols": QUERIES, "hidden": list(HIDDEN), "meta_batch": META_BATCH, "outer_lr": OUTER_LR,
         "rows": rows, "baselines": baselines, "reference_channel": reference_channel(tasks, seed),
     }
@@ -253,7 +260,36 @@ def summary(document: dict[str, Any]) -> dict[str, Any]:
              ).double() / symbols) for n in pilots_}
     below = {key: [n for n, d in diff.items() if d["mean"] + d["ci95"] < 0] for key, diff in versus.items()}
     return {"ber": table, "lowest_ber_without_genie": lowest, "paired_differences": versus,
-            "pilots_where_significantly_below_mmse": below}
+            "pilots_where_significantly_below_mmse": below, "online_paired_differences": online_differences(document)}
+
+
+def online_differences(document: dict[str, Any]) -> dict[str, Any]:
+    """Per method with online rows, support and ρ: the BER differences online-meta − fixed,
+    online-tuning − fixed and online-meta − online-tuning, paired over the same channels."""
+    symbols = document["tracking"]["blocks"] * document["tracking"]["data"]
+    pairs = (("online-meta", "fixed"), ("online-tuning", "fixed"), ("online-meta", "online-tuning"))
+
+    def paired(entry: dict[str, Any], a: str, b: str) -> dict[str, float]:
+        return summarize((torch.tensor(entry[a]["errors"]) - torch.tensor(entry[b]["errors"])).double() / symbols)
+
+    return {name: {rho: {support: {f"{a} - {b}": paired(entry, a, b) for a, b in pairs}
+                         for support, entry in by_support.items()} for rho, by_support in row["online"].items()}
+            for name, row in document["rows"].items() if "online" in row}
+
+
+def online_table(document: dict[str, Any]) -> str:
+    """Online initialization: BER per method and support (rows) and ρ: fixed / online-tuning / online-meta."""
+    if not any("online" in row for row in document["rows"].values()):
+        return ""
+    rhos = [str(r) for r in document["tracking"]["correlations"]]
+    lines = ["| receiver, support | " + " | ".join(f"ρ = {r}: fixed / online-tuning / online-meta" for r in rhos)
+             + " |", "|---|" + "---|" * len(rhos)]
+    for name, row in document["rows"].items():
+        for support in tracking.MODES if "online" in row else ():
+            cells = [" / ".join(f"{row['online'][r][support][update]['mean']:.4f}"
+                                for update in ("fixed", *online.ONLINE_MODES)) for r in rhos]
+            lines.append(f"| {name}, {support} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def tracking_table(document: dict[str, Any]) -> str:
@@ -280,4 +316,4 @@ def ber_table(document: dict[str, Any]) -> str:
         cells = [f"{entry['ber'][n]['mean']:.4f} ± {entry['ber'][n]['ci95']:.4f}" for n in pilots_]
         cells += [f"{entry['ber_vs_snr'][s]['mean']:.4f}" for s in snrs]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + tracking_table(document)
+    return "\n\n".join(filter(None, ["\n".join(lines), tracking_table(document), online_table(document)]))

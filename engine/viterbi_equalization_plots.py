@@ -1,6 +1,8 @@
 """The figure of ``innerloop experiment viterbi-equalization``: (a) BER vs pilots, (b) BER vs SNR
 at a fixed pilot count, (c) one held-out channel's noiseless output per state, true and learned,
-(d) BER on drifting channels vs the block correlation ρ, pilots alone and decision-directed."""
+(d) BER on drifting channels vs the block correlation ρ, pilots alone and decision-directed, and, when
+the run has them, (e, f) the same with each channel's initialization learned online (pilots alone,
+decision-directed)."""
 
 from __future__ import annotations
 
@@ -66,8 +68,25 @@ def _tracking_panel(ax, document: dict[str, Any]) -> None:
     ax.legend(fontsize=6, ncol=2)
 
 
+def _online_panel(ax, document: dict[str, Any], support: str, letter: str) -> None:
+    """BER vs 1 − ρ of each method's receiver with its initialization fixed or learned online."""
+    rhos = document["tracking"]["correlations"]
+    xs = [1 - r for r in rhos]
+    for name, row in document["rows"].items():
+        if "online" not in row:
+            continue
+        for update, ls in (("fixed", ":"), ("online-tuning", "--"), ("online-meta", "-")):
+            ax.plot(xs, [row["online"][str(r)][support][update]["mean"] for r in rhos], marker="o", ms=3, ls=ls,
+                    color=STYLE.get(name), label=f"{name}, {update}")
+    ax.set(xscale="log", yscale="log", xlabel="channel drift per block 1 − ρ", ylabel="bit error rate",
+           title=f"({letter}) online initialization, {support} ({document['online']['channels']} channels)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+
+
 def plot(document: dict[str, Any], path: Path) -> None:
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    online = any("online" in row for row in document["rows"].values())
+    fig, axes = plt.subplots(2, 3 if online else 2, figsize=(19 if online else 13, 9))
     axes = axes.flatten()
     pilots = document["pilots"]
     _curves(axes[0], document, "ber", pilots, [str(n) for n in pilots])
@@ -83,6 +102,9 @@ def plot(document: dict[str, Any], path: Path) -> None:
                 title=f"(b) BER vs SNR, {document['sweep_pilots']} pilots")
     _channel_panel(axes[2], document)
     _tracking_panel(axes[3], document)
+    if online:
+        _online_panel(axes[4], document, "pilots", "e")
+        _online_panel(axes[5], document, "decision-directed", "f")
     fig.suptitle("Viterbi detection with meta-learned branch metrics on a saturating 4-tap ISI channel "
                  "(monograph §7.3)", fontsize=10)
     save_figure(fig, path)

@@ -67,18 +67,32 @@ def tracking_scores(receiver_for: Callable[[ISIChannel], Receiver], channels: in
 
 def track(family: ISIChannel, blocks: list[TaskBatch], receiver: Receiver) -> dict[str, dict[str, Any]]:
     """BER of ``receiver`` over the blocks in each support mode of :data:`MODES`."""
-    results = {}
-    for mode in MODES:
-        errors, decided = torch.zeros(blocks[0].num_tasks, dtype=torch.long), None
-        for block in blocks:
-            support_x, support_y = block.support_x, block.support_y
-            if mode == "decision-directed" and decided is not None:
-                support_x, support_y = torch.cat([support_x, decided[0]], 1), torch.cat([support_y, decided[1]], 1)
-            bits = viterbi(receiver(support_x, support_y, block))
-            errors += detection.bit_errors(bits, block_states(family, block.query_x))
-            decided = decided_points(family, block, bits)
-        results[mode] = summarize(errors.double() / (len(blocks) * blocks[0].query_x.shape[1]))
-    return results
+    symbols = len(blocks) * blocks[0].query_x.shape[1]
+    return {mode: summarize(block_errors(family, blocks, receiver, mode).double() / symbols) for mode in MODES}
+
+
+def block_errors(family: ISIChannel, blocks: list[TaskBatch], receiver: Receiver, mode: str,
+                 learn: Callable[[TaskBatch], None] | None = None) -> torch.Tensor:
+    """Bit errors per channel [B] of ``receiver`` over the blocks with the support of ``mode``.
+
+    ``learn`` is called after each block with what the receiver then knows of it: a batch whose support
+    is the support the block was detected from (its pilots, then in decision-directed mode block b − 1's
+    decided data) and whose query is the block's data labelled with the receiver's decisions — from the
+    first block on with pilots alone, from the second with decision direction (the first has no
+    previous decisions).
+    """
+    errors, decided = torch.zeros(blocks[0].num_tasks, dtype=torch.long), None
+    for block in blocks:
+        support_x, support_y = block.support_x, block.support_y
+        if mode == "decision-directed" and decided is not None:
+            support_x, support_y = torch.cat([support_x, decided[0]], 1), torch.cat([support_y, decided[1]], 1)
+        bits = viterbi(receiver(support_x, support_y, block))
+        errors += detection.bit_errors(bits, block_states(family, block.query_x))
+        known = decided_points(family, block, bits)
+        if learn is not None and (mode == "pilots" or decided is not None):
+            learn(TaskBatch(support_x, support_y, *known))
+        decided = known
+    return errors
 
 
 def learned_receiver(family: ISIChannel, model, adapt: Callable[[TaskBatch], Any]) -> Receiver:

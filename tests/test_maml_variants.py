@@ -121,3 +121,44 @@ def test_variants_train_and_evaluate_from_the_cli(tmp_path, capsys, algo):
     assert main(["eval", str(out), "--tasks", "10", "--steps", "0,2", "--joint-iters", "5", "--baseline-lr", "0.01",
                  "--quiet"]) == 0
     assert "meta-learned" in capsys.readouterr().out
+
+
+def _one(batch, b: int):
+    return il.tasks.TaskBatch(batch.support_x[b:b + 1], batch.support_y[b:b + 1], batch.query_x[b:b + 1],
+                              batch.query_y[b:b + 1])
+
+
+@pytest.mark.parametrize("algo", ["maml", "fomaml", "anil", "cavia"])
+def test_per_task_initializations_give_each_tasks_own_meta_gradient(setup, cpu64, algo):
+    """One initialization per task: task b's meta-gradient must be what ``compute`` gives for θ_b on task b
+    alone (MAML's fused pass there, the primitives here), and, second order, the create_graph unroll."""
+    model, batch = setup
+    algorithm = il.algorithms.ALGORITHMS[algo](model, cpu64, inner_lr=0.3, inner_steps=2)
+    inits = [algorithm.init_params(gen(10 + b), torch.float64) for b in range(batch.num_tasks)]
+    stacked = {k: torch.stack([p[k] for p in inits]) for k in inits[0]}
+    result = algorithm.per_task_meta_gradients(stacked, batch)
+    adapted = algorithm.per_task_adapt(stacked, batch)
+    for b, theta in enumerate(inits):
+        alone = algorithm.compute(theta, _one(batch, b))
+        assert rel_err({k: v[b] for k, v in result.grad.items()}, alone.grad) < 1e-10
+        assert torch.allclose(result.task_losses[b], alone.task_losses[0], rtol=1e-12)
+        assert rel_err({k: v[b] for k, v in adapted.items()},
+                       {k: v[0] for k, v in algorithm.adapt(theta, _one(batch, b)).items()}) < 1e-12
+        if algo in ("maml", "cavia"):
+            apply = algorithm.model.apply
+            names = {"context"} if algo == "cavia" else set(theta)
+            reference = unrolled(apply, theta, _one(batch, b), 2, 0.3, names, 4 if algo == "cavia" else 0)
+            assert rel_err({k: v[b] for k, v in result.grad.items()}, reference) < 1e-9
+
+
+def test_per_task_initializations_are_checked(setup, cpu64):
+    model, batch = setup
+    maml = il.algorithms.ALGORITHMS["maml"](model, cpu64)
+    theta = maml.init_params(gen(0), torch.float64)
+    with pytest.raises(il.engine.errors.ShapeError, match="leading axis of the batch's 3 tasks"):
+        maml.per_task_meta_gradients({k: torch.stack([v, v]) for k, v in theta.items()}, batch)
+    with pytest.raises(il.engine.errors.ShapeError):
+        maml.per_task_adapt(theta, batch)  # shared parameters where per-task ones are expected
+    metasgd = MetaSGD(model, cpu64)
+    with pytest.raises(il.engine.errors.ConfigError, match="step sizes"):
+        metasgd.per_task_meta_gradients({k: torch.stack([v] * 3) for k, v in theta.items()}, batch)

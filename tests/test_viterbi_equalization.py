@@ -159,9 +159,12 @@ def test_a_channel_model_equal_to_the_linear_channel_gives_the_linear_metrics():
     assert torch.allclose(metrics, genie_metrics(family, taps, received), rtol=1e-5, atol=1e-3)
 
 
-def test_viterbi_equalization_experiment_end_to_end(tmp_path, capsys):
+def test_viterbi_equalization_experiment_end_to_end(tmp_path, capsys, monkeypatch):
     from innerloop.cli import main
+    from innerloop.engine import viterbi_tracking
     from innerloop.engine.viterbi_equalization import PILOTS, SNRS
+
+    monkeypatch.setattr(viterbi_tracking, "BLOCKS", 3)  # short drifting trajectories (forked workers inherit it)
 
     assert main(["experiment", "viterbi-equalization", "--out", str(tmp_path), "--iters", "2", "--tasks", "3",
                  "--algos", "maml,viterbinet"]) == 0
@@ -185,6 +188,12 @@ def test_viterbi_equalization_experiment_end_to_end(tmp_path, capsys):
         assert [float(r) for r in entry["tracking"]] == list(CORRELATIONS)
         assert all(set(by_mode) == set(MODES) for by_mode in entry["tracking"].values())
     assert "tracking" not in document["rows"]["viterbinet"] and "decision-directed" in printed
+    online = document["rows"]["maml"]["online"]  # the initialization learned online, on the same channels
+    assert [float(r) for r in online] == list(CORRELATIONS) and document["online"]["updates"] >= 1
+    assert all(set(by_update) == {"fixed", "online-tuning", "online-meta"} and by_update["fixed"]["n"] == 3
+               for by_support in online.values() for by_update in by_support.values())
+    assert "online" not in document["rows"]["viterbinet"] and "maml, decision-directed" in printed
+    assert set(document["summary"]["online_paired_differences"]) == {"maml"}
     assert document["summary"]["lowest_ber_without_genie"].keys() == {str(n) for n in PILOTS}
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from innerloop.backends.base import Backend
-from innerloop.engine.errors import CapabilityError, ConfigError, require_positive
+from innerloop.engine.errors import CapabilityError, ConfigError, ShapeError, require_positive
 from innerloop.engine.inner import sgd_trajectory
 from innerloop.engine.learner import Learner, loss_for
 from innerloop.engine.params import Params, cast, expand_to_tasks
@@ -168,10 +168,19 @@ class MetaAlgorithm(Algorithm):
             raise ConfigError(f"steps must be a whole number >= 0, got {steps}", "e.g. steps=5")
         return int(steps)
 
-    def _prepare(self, params: Params, batch: TaskBatch) -> tuple[Learner, Params, TaskBatch]:
-        """Validate and move params and batch to the backend's dtype and device."""
+    def _prepare(self, params: Params, batch: TaskBatch, task_axis: bool = False
+                 ) -> tuple[Learner, Params, TaskBatch]:
+        """Validate and move params and batch to the backend's dtype and device; ``task_axis``:
+        params are per task, [B, ...] for the batch's B tasks."""
         self._check_batch(batch)
-        self.check_params(params)
+        if task_axis:
+            self.model.check_params(params, task_axis=True)
+            lead = {v.shape[0] for v in params.values()}
+            if lead != {batch.num_tasks}:
+                raise ShapeError(f"per-task parameters need a leading axis of the batch's {batch.num_tasks} tasks, "
+                                 f"got {sorted(lead)}", "stack one initialization per task of the batch")
+        else:
+            self.check_params(params)
         loss = self.loss or loss_for(self.model, "cross_entropy" if batch.is_classification else "mse")
         learner = Learner(self.model, loss)
         learner.check_batch(batch)

@@ -17,8 +17,7 @@ from innerloop.backends.base import Backend
 from innerloop.engine.algorithms.base import register
 from innerloop.engine.algorithms.maml import MAML
 from innerloop.engine.context_model import CONTEXT, ContextModel
-from innerloop.engine.params import Params, expand_to_tasks
-from innerloop.engine.tasks import TaskBatch
+from innerloop.engine.params import Params
 
 
 @register
@@ -34,8 +33,7 @@ class CAVIA(MAML):
             model = ContextModel(model, context_dim)
         super().__init__(model, backend, inner_lr, inner_steps, first_order, loss)
 
-    def _expand(self, theta: Params, batch: TaskBatch) -> Params:
-        weights = expand_to_tasks(theta, batch.num_tasks)
+    def _start(self, weights: Params) -> Params:
         return {**weights, CONTEXT: self.model.context(weights)}
 
     def _adapted_names(self, weights: Params) -> frozenset[str]:

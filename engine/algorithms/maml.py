@@ -15,11 +15,14 @@ Hessian terms (eq. 3.1): the meta-gradient is ∇L_Q(θ^(N)), biased by −α∇
 
 from __future__ import annotations
 
+import torch
+
 from innerloop.backends.base import Backend
 from innerloop.engine.algorithms.base import MetaAlgorithm, MetaGradient, register
+from innerloop.engine.errors import ConfigError
 from innerloop.engine.inner import StepSize, sgd_reverse, sgd_trajectory
 from innerloop.engine.learner import Learner
-from innerloop.engine.params import Params, mean_over_tasks
+from innerloop.engine.params import Params, expand_to_tasks, mean_over_tasks
 from innerloop.engine.tasks import TaskBatch
 
 
@@ -55,9 +58,44 @@ class MAML(MetaAlgorithm):
                 lr, self.inner_steps, first_order=self.first_order,
             )
             return MetaGradient(self._meta_gradient(grad, None, lr), query_loss)
+        g, query_loss, lr_grad = self._task_gradients(learner, self._expand(weights, batch), batch, lr, adapt)
+        return MetaGradient(self._meta_gradient(mean_over_tasks(g), lr_grad, lr), query_loss)
+
+    # -- one initialization per task (e.g. independent online learners) -----------------------
+    def per_task_meta_gradients(self, params: Params, batch: TaskBatch) -> MetaGradient:
+        """The meta-gradient of every task at its own initialization.
+
+        ``params`` carry a leading task axis — one initialization θ_b per task of ``batch``, e.g. those
+        of independent online learners — and so does the result's ``grad``: task b's ∇_{θ_b} of its query
+        loss after the inner loop from θ_b (seed 000 eq. 2.5), the per-task terms whose mean
+        :meth:`compute` returns when every θ_b is the same θ.
+        """
+        learner, theta, batch = self._prepare_per_task(params, batch)
+        g, query_loss, _ = self._task_gradients(learner, self._start(theta), batch, self.inner_lr,
+                                                self._adapted_names(theta))
+        return MetaGradient(self._meta_gradient(g, None, self.inner_lr), query_loss)
+
+    def per_task_adapt(self, params: Params, batch: TaskBatch, steps: int | None = None) -> Params:
+        """:meth:`adapt` with one initialization per task (``params`` with a leading task axis)."""
+        learner, theta, batch = self._prepare_per_task(params, batch)
+        return sgd_trajectory(self.backend, learner, self._start(theta), batch.support_x, batch.support_y,
+                              self.inner_lr, self._steps(steps), adapt=self._adapted_names(theta)).final
+
+    def _prepare_per_task(self, params: Params, batch: TaskBatch) -> tuple[Learner, Params, TaskBatch]:
+        if type(self)._weights_and_steps is not MAML._weights_and_steps:
+            raise ConfigError(f"{self.name} meta-learns step sizes with its initialization; per-task "
+                              "initializations are not supported for it", "use maml, fomaml, anil or cavia")
+        return self._prepare(params, batch, task_axis=True)
+
+    def _task_gradients(self, learner: Learner, start: Params, batch: TaskBatch, lr: StepSize,
+                        adapt: frozenset[str] | None) -> tuple[Params, torch.Tensor, Params | None]:
+        """Per-task meta-gradients [B, ...] from per-task starting points: the inner loop, the query
+        gradient and (second order or per-parameter step sizes) the reverse pass; with the query losses
+        and the step-size gradient."""
+        backend = self.backend
         reverse = not self.first_order or isinstance(lr, dict)
         trajectory = sgd_trajectory(
-            backend, learner, self._expand(weights, batch), batch.support_x, batch.support_y,
+            backend, learner, start, batch.support_x, batch.support_y,
             lr, self.inner_steps, keep_states=reverse, adapt=adapt,
         )
         query_loss, g = backend.loss_and_grad(learner.validation, trajectory.final, batch.query_x,
@@ -66,7 +104,7 @@ class MAML(MetaAlgorithm):
         if reverse:  # Hessians at θ^(N−1), …, θ^(0)
             g, lr_grad = sgd_reverse(backend, learner, trajectory.states[:-1], batch.support_x, batch.support_y, g,
                                      lr, adapt, trajectory.grads, hessian=not self.first_order)
-        return MetaGradient(self._meta_gradient(mean_over_tasks(g), lr_grad, lr), query_loss)
+        return g, query_loss, lr_grad
 
     def _adapt(self, learner: Learner, theta: Params, batch: TaskBatch, steps: int) -> Params:
         weights, lr = self._weights_and_steps(theta)
@@ -79,10 +117,17 @@ class MAML(MetaAlgorithm):
         backend = self.backend
         return (
             backend.supports("meta_gradient") and not isinstance(lr, dict) and adapt is None
-            and type(self)._expand is MAML._expand and backend.fuses(learner) and learner.validation == learner
+            and type(self)._start is MAML._start and backend.fuses(learner) and learner.validation == learner
         )
 
     # -- hooks for the variants (ANIL, Meta-SGD, CAVIA) --------------------------------------
+    def _expand(self, theta: Params, batch: TaskBatch) -> Params:
+        return self._start(expand_to_tasks(theta, batch.num_tasks))
+
+    def _start(self, weights: Params) -> Params:
+        """The inner loop's per-task starting point from per-task weights [B, ...]."""
+        return weights
+
     def _weights_and_steps(self, theta: Params) -> tuple[Params, StepSize]:
         """The model's parameters and the inner step size(s) α."""
         return theta, self.inner_lr
