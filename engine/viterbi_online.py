@@ -98,6 +98,11 @@ def online_errors(family: ISIChannel, blocks: list[TaskBatch], algorithm: MAML, 
     in ``mode`` (one of :data:`ONLINE_MODES`), detecting with the support of tracking mode ``support``."""
     if mode not in ONLINE_MODES:
         raise ConfigError(f"unknown online mode {mode!r}", f"choose one of: {', '.join(ONLINE_MODES)}")
+    if not isinstance(algorithm, MAML):
+        raise ConfigError(f"online initializations step one initialization per channel, which {algorithm!r} does "
+                          "not support", "use an algorithm of the MAML family: maml, fomaml, anil or cavia")
+    if not blocks:
+        raise ConfigError("no blocks to detect", "pass the blocks of viterbi_tracking.drifting_blocks(...)")
     state = OnlineInitializations(theta, blocks[0].num_tasks,
                                   algorithm if mode == "online-meta" else zero_step(algorithm))
     receiver = tracking.learned_receiver(family, algorithm.model, lambda b: algorithm.per_task_adapt(state.params, b))

@@ -136,6 +136,11 @@ def test_bad_online_settings_are_clear_errors():
             online.OnlineInitializations(theta, 2, algorithm, **options)
     with pytest.raises(ConfigError, match="unknown online mode 'meta'"):
         online.online_errors(_family(), [], algorithm, theta, "meta")
+    with pytest.raises(ConfigError, match="no blocks"):
+        online.online_errors(_family(), [], algorithm, theta, "online-meta")
+    reptile = ALGORITHMS["reptile"](MLP(4, (16, 16), 1), il.backends.get("cpu"))
+    with pytest.raises(ConfigError, match="MAML family"):
+        online.online_errors(_family(), [], reptile, theta, "online-tuning")
 
 
 def _task(batch: TaskBatch, c: int) -> TaskBatch:
