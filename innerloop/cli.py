@@ -344,7 +344,7 @@ def _experiment(args: argparse.Namespace) -> int:
         print("wrote " + ", ".join(f"{Path(out) / part}.json/.png" for part in document))
         return 0
     elif args.name == "viterbi-equalization":
-        from innerloop.engine.viterbi_equalization import ber_table
+        from innerloop.engine.viterbi_equalization_report import ber_table
 
         print(ber_table(document))
         print("pilots where significantly below mmse-viterbi:",
