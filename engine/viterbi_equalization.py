@@ -30,8 +30,9 @@ the truth; and, on channels that drift from block to block, the BER of each chan
 receiver adapted on each block's pilots alone or on them plus its own decisions on the previous
 block (:mod:`~innerloop.engine.viterbi_tracking`), and for MAML and CAVIA the same with each
 channel's initialization learned online from its own decisions, by meta-gradients (Meta-ViterbiNet
-[110]) or by plain gradients (:mod:`~innerloop.engine.viterbi_online`). Writes ``viterbi_equalization.json``, ``.md``
-and ``.png``.
+[110]) or by plain gradients (:mod:`~innerloop.engine.viterbi_online`) — for MAML also on channels that
+rotate quickly and periodically (:func:`~innerloop.engine.viterbi_tracking.rotating_blocks`). Writes
+``viterbi_equalization.json``, ``.md`` and ``.png``.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ TASK, SHOTS, QUERIES, META_BATCH, OUTER_LR, HIDDEN = "isi-channel", 16, 64, 16, 
 PILOTS, SNRS, SWEEP_PILOTS = (4, 8, 16, 32, 64), (6.0, 10.0, 14.0, 18.0), 16
 EVAL_SYMBOLS, SCRATCH_STEPS, BASELINE_LR = 1000, 500, 0.1
 METHODS: dict[str, dict[str, Any]] = {
-    "maml": {"algo": "maml", "view": "channel", "inner_lr": 0.1, "inner_steps": 5, "online": True},
+    "maml": {"algo": "maml", "view": "channel", "inner_lr": 0.1, "inner_steps": 5, "online": True, "rotating": True},
     "cavia": {"algo": "cavia", "view": "channel", "inner_lr": 0.5, "inner_steps": 10, "online": True},
     "joint": {"algo": "maml", "view": "channel", "inner_lr": BASELINE_LR, "inner_steps": 5},
     "viterbinet": {"algo": "maml", "view": "classifier", "inner_lr": 0.1, "inner_steps": 5},
@@ -164,6 +165,8 @@ def run_method(args: tuple[str, int, int, int, str]) -> dict[str, Any]:
             tasks, seed)
     if METHODS[method].get("online"):
         row["online"] = online.online_scores(algorithm, theta, min(tasks, online.ONLINE_CHANNELS), seed, tasks)
+    if METHODS[method].get("rotating"):
+        row["rotating"] = online.rotating_scores(algorithm, theta, min(tasks, online.ONLINE_CHANNELS), seed)
     return row
 
 
@@ -236,7 +239,8 @@ def viterbi_equalization(out: str | Path, iters: int = 3000, tasks: int = 200, a
         "tracking": {"blocks": tracking.BLOCKS, "pilots": tracking.PILOTS, "data": tracking.DATA,
                      "correlations": list(tracking.CORRELATIONS)},
         "online": {"channels": min(tasks, online.ONLINE_CHANNELS), "window": online.WINDOW,
-                   "updates": online.UPDATES, "lr": online.ONLINE_LR},
+                   "updates": online.UPDATES, "lr": online.ONLINE_LR, "rotation_period": tracking.ROTATION_PERIOD,
+                   "rotation_blocks": tracking.ROTATION_BLOCKS},
         "meta_train_symbols": QUERIES, "hidden": list(HIDDEN), "meta_batch": META_BATCH, "outer_lr": OUTER_LR,
         "rows": rows, "baselines": baselines, "reference_channel": reference_channel(tasks, seed),
     }

@@ -34,17 +34,26 @@ def summary(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def online_differences(document: dict[str, Any]) -> dict[str, Any]:
-    """Per method with online rows, support and ρ: the BER differences online-meta − fixed,
-    online-tuning − fixed and online-meta − online-tuning, paired over the same channels."""
-    symbols = document["tracking"]["blocks"] * document["tracking"]["data"]
+    """Per method with online rows, support and ρ (and ``"rotating"`` for the rotating channels): the BER
+    differences online-meta − fixed, online-tuning − fixed and online-meta − online-tuning, paired over
+    the same channels."""
     pairs = (("online-meta", "fixed"), ("online-tuning", "fixed"), ("online-meta", "online-tuning"))
 
-    def paired(entry: dict[str, Any], a: str, b: str) -> dict[str, float]:
+    def paired(entry: dict[str, Any], a: str, b: str, blocks: int) -> dict[str, float]:
+        symbols = blocks * document["tracking"]["data"]
         return summarize((torch.tensor(entry[a]["errors"]) - torch.tensor(entry[b]["errors"])).double() / symbols)
 
-    return {name: {rho: {support: {f"{a} - {b}": paired(entry, a, b) for a, b in pairs}
-                         for support, entry in by_support.items()} for rho, by_support in row["online"].items()}
-            for name, row in document["rows"].items() if "online" in row}
+    def by_support(scores: dict[str, Any], blocks: int) -> dict[str, Any]:
+        return {support: {f"{a} - {b}": paired(entry, a, b, blocks) for a, b in pairs}
+                for support, entry in scores.items()}
+
+    blocks = document["tracking"]["blocks"]
+    differences = {name: {rho: by_support(scores, blocks) for rho, scores in row["online"].items()}
+                   for name, row in document["rows"].items() if "online" in row}
+    for name, row in document["rows"].items():
+        if "rotating" in row:
+            differences[name]["rotating"] = by_support(row["rotating"], document["online"]["rotation_blocks"])
+    return differences
 
 
 def online_table(document: dict[str, Any]) -> str:
@@ -59,6 +68,16 @@ def online_table(document: dict[str, Any]) -> str:
             cells = [" / ".join(f"{row['online'][r][support][update]['mean']:.4f}"
                                 for update in ("fixed", *online.ONLINE_MODES)) for r in rhos]
             lines.append(f"| {name}, {support} | " + " | ".join(cells) + " |")
+    rotating = {name: row["rotating"] for name, row in document["rows"].items() if "rotating" in row}
+    if rotating:
+        lines += ["", f"Rotating channels (period {document['online']['rotation_period']} blocks, "
+                  f"{document['online']['rotation_blocks']} blocks):", "",
+                  "| receiver, support | fixed | online-tuning | online-meta |", "|---|---|---|---|"]
+        for name, scores in rotating.items():
+            for support, entry in scores.items():
+                lines.append(f"| {name}, {support} | " + " | ".join(
+                    f"{entry[update]['mean']:.4f} ± {entry[update]['ci95']:.4f}"
+                    for update in ("fixed", *online.ONLINE_MODES)) + " |")
     return "\n".join(lines)
 
 

@@ -116,17 +116,28 @@ def online_scores(algorithm: MAML, theta: Params, channels: int, seed: int, held
     symbols), for both supports of :data:`viterbi_tracking.MODES` and the updates ``fixed`` (θ itself, the
     tracking table's receiver) and :data:`ONLINE_MODES`, all on the same channels for paired comparisons."""
     family = ISIChannel(view="channel")
+    return {str(rho): _scores(family, [_first(block, channels) for block in
+                                       tracking.drifting_blocks(family, held_out, seed, rho)], algorithm, theta)
+            for rho in tracking.CORRELATIONS}
+
+
+def rotating_scores(algorithm: MAML, theta: Params, channels: int, seed: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """{support: {update: BER summary with per-channel errors}} as :func:`online_scores`, on ``channels``
+    channels that rotate with period ROTATION_PERIOD (:func:`viterbi_tracking.rotating_blocks`)."""
+    family = ISIChannel(view="channel")
+    return _scores(family, tracking.rotating_blocks(family, channels, seed), algorithm, theta)
+
+
+def _scores(family: ISIChannel, blocks: list[TaskBatch], algorithm: MAML, theta: Params
+            ) -> dict[str, dict[str, dict[str, Any]]]:
     receiver = tracking.learned_receiver(family, algorithm.model, lambda b: algorithm.adapt(theta, b))
-    scores: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
-    for rho in tracking.CORRELATIONS:
-        blocks = [_first(block, channels) for block in tracking.drifting_blocks(family, held_out, seed, rho)]
-        symbols = len(blocks) * blocks[0].query_x.shape[1]
-        scores[str(rho)] = {}
-        for support in tracking.MODES:
-            errors = {"fixed": tracking.block_errors(family, blocks, receiver, support),
-                      **{mode: online_errors(family, blocks, algorithm, theta, mode, support) for mode in ONLINE_MODES}}
-            scores[str(rho)][support] = {update: {**summarize(e.double() / symbols), "errors": e.tolist()}
-                                         for update, e in errors.items()}
+    symbols = len(blocks) * blocks[0].query_x.shape[1]
+    scores = {}
+    for support in tracking.MODES:
+        errors = {"fixed": tracking.block_errors(family, blocks, receiver, support),
+                  **{mode: online_errors(family, blocks, algorithm, theta, mode, support) for mode in ONLINE_MODES}}
+        scores[support] = {update: {**summarize(e.double() / symbols), "errors": e.tolist()}
+                           for update, e in errors.items()}
     return scores
 
 

@@ -17,6 +17,7 @@ mean ± 95% CI, for each ρ.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from innerloop.engine.tasks import ISIChannel, TaskBatch, generator_for
 from innerloop.engine.viterbi import state_symbols, states_of, viterbi
 
 BLOCKS, PILOTS, DATA, CORRELATIONS = 20, 8, 200, (0.9, 0.95, 0.99, 0.999)
+ROTATION_PERIOD, ROTATION_BLOCKS = 10, 60
 MODES = ("pilots", "decision-directed")
 # support (symbols [B, K, L], received [B, K, 1]) and block -> branch metrics of the block's data
 Receiver = Callable[[torch.Tensor, torch.Tensor, TaskBatch], torch.Tensor]
@@ -41,6 +43,20 @@ def drifting_blocks(family: ISIChannel, channels: int, seed: int, correlation: f
         if block:
             taps = family.drift(taps, correlation, generator)
         blocks.append(family.transmit(taps, generator, PILOTS, DATA))
+    return blocks
+
+
+def rotating_blocks(family: ISIChannel, channels: int, seed: int) -> list[TaskBatch]:
+    """ROTATION_BLOCKS blocks of ``channels`` channels whose taps turn in the plane of two random
+    channels, h_b ∝ cos(2πb/P)·h_A + sin(2πb/P)·h_B with P = ROTATION_PERIOD blocks: a fast variation
+    (block-to-block correlation cos(2π/P) ≈ 0.81 at P = 10) that comes back every P blocks."""
+    generator = generator_for(seed, "viterbi-tracking/rotating")
+    first, second = family.draw_taps(channels, generator), family.draw_taps(channels, generator)
+    blocks = []
+    for block in range(ROTATION_BLOCKS):
+        angle = 2 * math.pi * block / ROTATION_PERIOD
+        taps = math.cos(angle) * first + math.sin(angle) * second
+        blocks.append(family.transmit(taps / taps.norm(dim=1, keepdim=True), generator, PILOTS, DATA))
     return blocks
 
 

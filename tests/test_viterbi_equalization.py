@@ -165,6 +165,7 @@ def test_viterbi_equalization_experiment_end_to_end(tmp_path, capsys, monkeypatc
     from innerloop.engine.viterbi_equalization import PILOTS, SNRS
 
     monkeypatch.setattr(viterbi_tracking, "BLOCKS", 3)  # short drifting trajectories (forked workers inherit it)
+    monkeypatch.setattr(viterbi_tracking, "ROTATION_BLOCKS", 3)
 
     assert main(["experiment", "viterbi-equalization", "--out", str(tmp_path), "--iters", "2", "--tasks", "3",
                  "--algos", "maml,viterbinet"]) == 0
@@ -194,6 +195,10 @@ def test_viterbi_equalization_experiment_end_to_end(tmp_path, capsys, monkeypatc
                for by_support in online.values() for by_update in by_support.values())
     assert "online" not in document["rows"]["viterbinet"] and "maml, decision-directed" in printed
     assert set(document["summary"]["online_paired_differences"]) == {"maml"}
+    rotating = document["rows"]["maml"]["rotating"]
+    assert set(rotating) == set(MODES) and rotating["pilots"]["online-meta"]["n"] == 3
+    assert "Rotating channels" in printed
+    assert set(document["summary"]["online_paired_differences"]["maml"]) == {*map(str, CORRELATIONS), "rotating"}
     assert document["summary"]["lowest_ber_without_genie"].keys() == {str(n) for n in PILOTS}
 
 
@@ -221,6 +226,20 @@ def test_drift_keeps_unit_energy_and_interpolates_between_frozen_and_fresh_chann
     generator = torch.Generator().manual_seed(4)
     second = family.transmit(family.draw_taps(3, generator), generator, 5, 7)  # _sample is exactly these two
     assert torch.equal(first.query_x, second.query_x) and torch.equal(first.query_y, second.query_y)
+
+
+def test_rotating_channels_have_unit_energy_move_fast_and_come_back_after_a_period(monkeypatch):
+    from innerloop.engine import viterbi_tracking as tracking
+
+    monkeypatch.setattr(tracking, "ROTATION_BLOCKS", 12)
+    family = tasks.make("isi-channel", view="channel")
+    blocks = tracking.rotating_blocks(family, 5, seed=0)
+    taps = torch.stack([torch.stack([b.task_params[f"tap{lag}"] for lag in range(4)], 1) for b in blocks]).double()
+    assert len(blocks) == 12 and torch.allclose(taps.norm(dim=2), torch.ones(12, 5, dtype=torch.float64), atol=1e-6)
+    period = tracking.ROTATION_PERIOD
+    assert torch.allclose(taps[period], taps[0], atol=1e-6) and torch.allclose(taps[period + 1], taps[1], atol=1e-6)
+    assert float((taps[1] - taps[0]).norm(dim=1).min()) > 0.05  # it moves between blocks
+    assert not torch.equal(blocks[period].query_y, blocks[0].query_y)  # same channel, fresh symbols and noise
 
 
 def test_decided_points_with_the_true_bits_are_the_blocks_own_labels():
