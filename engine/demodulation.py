@@ -77,12 +77,6 @@ def held_out(family, tasks: int, seed: int) -> TaskBatch:
     return family.split_view("meta-test").sample(tasks, generator, shots=max(PILOTS), queries=EVAL_SYMBOLS)
 
 
-def pilots(batch: TaskBatch, count: int) -> TaskBatch:
-    """The same devices with only their first ``count`` pilots as the support set."""
-    return TaskBatch(batch.support_x[:, :count], batch.support_y[:, :count], batch.query_x, batch.query_y,
-                     batch.task_params)
-
-
 def symbol_errors(decisions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-device count of wrong decisions [B] (SER × symbols, eq. 5.7)."""
     return (decisions != labels).sum(dim=1)
@@ -121,7 +115,7 @@ def run_method(args: tuple[str, int, int, int, str, int | None]) -> dict[str, An
     family, algorithm, seconds = start.family, start.algorithm, start.seconds
     theta = cast(start.params, algorithm.backend.dtype, algorithm.backend.device)
     batch = held_out(family, tasks, seed)
-    adapted = {count: algorithm.adapt(theta, pilots(batch, count)) for count in PILOTS}
+    adapted = {count: algorithm.adapt(theta, batch.first_support(count)) for count in PILOTS}
     row = {"method": method, "devices": devices, "algo": config.algo, "inner_lr": config.inner_lr,
            "inner_steps": config.inner_steps, "iters": iters, "train_seconds": seconds,
            **_scores(algorithm.model, adapted, batch)}
@@ -190,7 +184,7 @@ def decision_regions(algorithm, theta: Params, batch: TaskBatch, device: int = 0
     extent = round(1.15 * float(batch.query_x[device].abs().max()), 2)
     axis = torch.linspace(-extent, extent, size, dtype=algorithm.backend.dtype)
     grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), dim=-1).reshape(1, -1, 2)
-    one = pilots(batch.select(slice(device, device + 1)), CALIBRATION_PILOTS)
+    one = batch.select(slice(device, device + 1)).first_support(CALIBRATION_PILOTS)
     probe = TaskBatch(one.support_x, one.support_y, grid, torch.zeros(1, grid.shape[1], dtype=torch.long))
     maps = {}
     for label, steps in (("start", 0), ("adapted", None)):

@@ -48,7 +48,6 @@ from innerloop.engine.demodulation import (
     method_config,
     mmse_ml_decisions,
     model_based,
-    pilots,
 )
 from innerloop.engine.errors import ConfigError
 from innerloop.engine.params import Params
@@ -129,7 +128,7 @@ def _run(args: tuple[str, int, int, int]) -> dict[str, Any]:
     algorithm = build.algorithm(config, model, backend)
     algorithm.seed(derive_seed(seed, "algorithm"))
     params = algorithm.init_params(generator_for(seed, "init"), backend.dtype, backend.device)
-    test = pilots(held_out(family, tasks, seed), SHOTS)
+    test = held_out(family, tasks, seed).first_support(SHOTS)
     checks = {round(iters * (i + 1) / CHECKS) for i in range(CHECKS)}
     curve = [{"devices": 0, **summarize(device_ser(algorithm, params, test))}]
 

@@ -88,12 +88,6 @@ def channel_options() -> dict[str, Any]:
     return {k: v for k, v in ISIChannel().config().items() if k not in ("shots", "queries", "view")}
 
 
-def pilots(batch: TaskBatch, count: int) -> TaskBatch:
-    """The same channels with only their first ``count`` pilots as the support set."""
-    return TaskBatch(batch.support_x[:, :count], batch.support_y[:, :count], batch.query_x, batch.query_y,
-                     batch.task_params)
-
-
 def received_and_states(family: ISIChannel, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """The data block's received samples [B, T, 1] and true states [B, T] in either view."""
     if family.view == "classifier":
@@ -122,11 +116,11 @@ def ber_scores(view: str, tasks: int, seed: int,
     """BER vs pilots at 14 dB and vs SNR at SWEEP_PILOTS of the receiver whose branch metrics
     ``metrics_of(family, batch)`` gives for held-out channels cut to a pilot count."""
     family, batch = held_out(view, tasks, seed)
-    ber = {str(n): ber_entry(family, batch, metrics_of(family, pilots(batch, n))) for n in PILOTS}
+    ber = {str(n): ber_entry(family, batch, metrics_of(family, batch.first_support(n))) for n in PILOTS}
     sweep = {}
     for snr in SNRS:
         family, batch = held_out(view, tasks, seed, snr)
-        sweep[str(snr)] = ber_entry(family, batch, metrics_of(family, pilots(batch, SWEEP_PILOTS)))
+        sweep[str(snr)] = ber_entry(family, batch, metrics_of(family, batch.first_support(SWEEP_PILOTS)))
     return {"ber": ber, "ber_vs_snr": sweep}
 
 
@@ -158,7 +152,7 @@ def run_method(args: tuple[str, int, int, int, str]) -> dict[str, Any]:
            **_scores(algorithm.model, lambda b: algorithm.adapt(theta, b), view, tasks, seed)}
     if view == "channel":
         family, batch = held_out(view, tasks, seed)
-        row["channel_fit"] = channel_fit(algorithm.model, algorithm.adapt(theta, pilots(batch, SWEEP_PILOTS)),
+        row["channel_fit"] = channel_fit(algorithm.model, algorithm.adapt(theta, batch.first_support(SWEEP_PILOTS)),
                                          family, batch)
         row["tracking"] = tracking.tracking_scores(
             lambda family: tracking.learned_receiver(family, algorithm.model, lambda b: algorithm.adapt(theta, b)),

@@ -71,7 +71,7 @@ class OnlineInitializations:
     def learn(self, tasks: TaskBatch) -> None:
         """Store ``tasks`` (one per channel) and take ``updates`` Adam steps, each channel on the mean
         gradient over its newest ``window`` tasks from its own θ_c."""
-        self.tasks = [*self.tasks[len(self.tasks) + 1 - self.window:], tasks]
+        self.tasks = [*self.tasks, tasks][-self.window:]
         per_channel = len(self.tasks)
         batch = TaskBatch(*(torch.stack([getattr(t, name) for t in self.tasks], 1).flatten(0, 1)
                             for name in ("support_x", "support_y", "query_x", "query_y")))  # channel-major
@@ -116,7 +116,7 @@ def online_scores(algorithm: MAML, theta: Params, channels: int, seed: int, held
     symbols), for both supports of :data:`viterbi_tracking.MODES` and the updates ``fixed`` (θ itself, the
     tracking table's receiver) and :data:`ONLINE_MODES`, all on the same channels for paired comparisons."""
     family = ISIChannel(view="channel")
-    return {str(rho): _scores(family, [_first(block, channels) for block in
+    return {str(rho): _scores(family, [block.select(slice(0, channels)) for block in
                                        tracking.drifting_blocks(family, held_out, seed, rho)], algorithm, theta)
             for rho in tracking.CORRELATIONS}
 
@@ -140,8 +140,3 @@ def _scores(family: ISIChannel, blocks: list[TaskBatch], algorithm: MAML, theta:
                            for update, e in errors.items()}
     return scores
 
-
-def _first(block: TaskBatch, channels: int) -> TaskBatch:
-    """The block of the first ``channels`` channels only."""
-    return TaskBatch(block.support_x[:channels], block.support_y[:channels], block.query_x[:channels],
-                     block.query_y[:channels], {k: v[:channels] for k, v in block.task_params.items()})

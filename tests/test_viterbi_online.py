@@ -91,13 +91,25 @@ def test_online_updates_are_each_channels_own_and_descend_its_objective(mode):
     for c in range(3):
         alone = online.OnlineInitializations(theta, 1, updater, lr=1e-3, window=2, updates=3)
         for tasks_ in arrivals:
-            alone.learn(_task(tasks_, c))
+            alone.learn(tasks_.select(slice(c, c + 1)))
         assert all(torch.allclose(together.params[k][c], v[0], rtol=1e-12, atol=1e-14) for k, v in alone.params.items())
-        before = float(updater.compute(theta, _task(arrivals[0], c)).task_losses[0])
-        after = float(updater.compute({k: v[c] for k, v in first.params.items()}, _task(arrivals[0], c)).task_losses[0])
+        task = arrivals[0].select(slice(c, c + 1))
+        before = float(updater.compute(theta, task).task_losses[0])
+        after = float(updater.compute({k: v[c] for k, v in first.params.items()}, task).task_losses[0])
         assert after < before
     fresh = algorithm.init_params(torch.Generator().manual_seed(3), torch.float64)
     assert all(torch.equal(theta[k], v) for k, v in fresh.items())  # the offline θ is not updated in place
+
+
+@pytest.mark.parametrize("window", [1, 2, 4])
+def test_the_window_keeps_the_newest_tasks(window):
+    algorithm, theta = _algorithm("maml")
+    state = online.OnlineInitializations(theta, 2, algorithm, window=window, updates=0)
+    family, generator = _family(), torch.Generator().manual_seed(6)
+    arrivals = [family.sample(2, generator, shots=8, queries=10) for _ in range(5)]
+    for t, tasks_ in enumerate(arrivals, start=1):
+        state.learn(tasks_)
+        assert state.tasks == arrivals[max(0, t - window):t]
 
 
 def test_with_no_updates_every_online_receiver_is_the_fixed_one(monkeypatch):
@@ -142,7 +154,3 @@ def test_bad_online_settings_are_clear_errors():
     with pytest.raises(ConfigError, match="MAML family"):
         online.online_errors(_family(), [], reptile, theta, "online-tuning")
 
-
-def _task(batch: TaskBatch, c: int) -> TaskBatch:
-    return TaskBatch(batch.support_x[c:c + 1], batch.support_y[c:c + 1], batch.query_x[c:c + 1],
-                     batch.query_y[c:c + 1])

@@ -111,6 +111,11 @@ class TaskBatch:
             return self  # already there: no copy, no re-validation (every meta-step of a training loop)
         return TaskBatch(*moved, task_params)
 
+    def first_support(self, count: int) -> TaskBatch:
+        """The same tasks with only their first ``count`` support points (e.g. the first pilots)."""
+        return TaskBatch(self.support_x[:, :count], self.support_y[:, :count], self.query_x, self.query_y,
+                         self.task_params)
+
     def select(self, index: slice | torch.Tensor) -> TaskBatch:
         """The sub-batch of tasks ``index`` (a slice or index tensor over the task axis)."""
         return TaskBatch(
