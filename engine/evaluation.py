@@ -189,7 +189,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 def _entry(losses: torch.Tensor, learner: Learner, adapted: Params, batch: TaskBatch) -> dict[str, Any]:
     entry: dict[str, Any] = summarize(losses)
-    if learner.own_objective and getattr(learner.model, "predicts_targets", True):  # e.g. the free energy
+    regression = not batch.is_classification
+    if learner.own_objective and regression and getattr(learner.model, "predicts_targets", True):  # free energy
         entry["predictive_mse"] = summarize(
             ((learner.predict_tasks(adapted, batch.query_x) - batch.query_y) ** 2).flatten(1).mean(1))
     if batch.is_classification:

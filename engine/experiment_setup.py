@@ -28,6 +28,9 @@ SUMMARIES = {
     "channel-coding": "encoder/decoder over a 3-tap channel: BLER vs training iterations on new channels from MAML, "
                       "joint and random starts, each with a plain and a radio-transformer-network receiver "
                       "(monograph §5.3)",
+    "model-free-link": "online meta-learning of an encoder/decoder without a channel model (REINFORCE transmitter, "
+                       "context-adapted receiver) over time-correlated channels: BLER vs frames and vs correlation "
+                       "against online joint training and BPSK + ML (monograph §7.1.1, Figs. 7.1–7.2)",
     "channel-prediction": "closed-form iMAML linear channel predictors, naive and with the long-short-term "
                           "decomposition, vs joint, conventional and outdated CSI (monograph §5.4; no --iters)",
     "power-control": "REGNN power control over changing topologies: sum-rate vs meta-training periods for joint, "

@@ -87,7 +87,7 @@ class Learner:
                 f"the model takes inputs with {model.in_dim} features but the tasks have {features}",
                 f"build the model with in_dim={features}",
             )
-        if batch.is_classification != (self.loss_name == "cross_entropy"):
+        if not self.own_objective and batch.is_classification != (self.loss_name == "cross_entropy"):
             kind = "class labels" if batch.is_classification else "real-valued targets"
             raise ShapeError(
                 f"the tasks have {kind} but the loss is '{self.loss_name}'",

@@ -11,9 +11,16 @@ call; the variants with per-parameter step sizes or partial adaptation compose p
 FOMAML drops the
 Hessian terms (eq. 3.1): the meta-gradient is ∇L_Q(θ^(N)), biased by −α∇²L_S·∇L_Q at N = 1
 (eq. 3.2).
+
+``inner_params`` names the parameters the inner loop adapts by prefix (e.g. ``("context",)``: a
+link whose receiver fits only its context vector to a new channel from the pilots, monograph
+§7.1.1); the others keep θ in the inner loop and get the query gradient plus the reverse pass's
+cross terms, as ANIL's body does.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -42,11 +49,27 @@ class MAML(MetaAlgorithm):
         inner_steps: int = 5,
         first_order: bool = False,
         loss: str | None = None,
+        inner_params: Sequence[str] | None = None,
     ) -> None:
         self.first_order = bool(first_order)
         if self.first_order:
             self.requires = frozenset({"loss", "loss_and_grad"})
         super().__init__(model, backend, inner_lr, inner_steps, loss)
+        self.inner_params = self._check_inner_params(inner_params)
+
+    def _check_inner_params(self, prefixes: Sequence[str] | None) -> tuple[str, ...] | None:
+        """The validated prefixes: each names at least one of the model's parameters."""
+        if prefixes is None:
+            return None
+        if isinstance(prefixes, str) or not prefixes:
+            raise ConfigError(f"inner_params must be a non-empty list of parameter-name prefixes, got {prefixes!r}",
+                              'e.g. inner_params=["context"]')
+        names = list(self.model.shapes())
+        for prefix in prefixes:
+            if not any(name.startswith(prefix) for name in names):
+                raise ConfigError(f"inner_params prefix {prefix!r} names none of the model's parameters",
+                                  f"choose prefixes of {', '.join(names[:8])}{' …' if len(names) > 8 else ''}")
+        return tuple(prefixes)
 
     def _compute(self, learner: Learner, theta: Params, batch: TaskBatch) -> MetaGradient:
         backend = self.backend
@@ -134,7 +157,9 @@ class MAML(MetaAlgorithm):
 
     def _adapted_names(self, weights: Params) -> frozenset[str] | None:
         """The parameters the inner loop updates (None: all of them)."""
-        return None
+        if self.inner_params is None:
+            return None
+        return frozenset(k for k in weights if k.startswith(self.inner_params))
 
     def _meta_gradient(self, grad: Params, lr_grad: Params | None, lr: StepSize) -> Params:
         """The meta-gradient over the meta-parameters from the model-parameter gradient (and, for
@@ -147,7 +172,8 @@ class MAML(MetaAlgorithm):
         return ""
 
     def options(self) -> dict:
-        return {**super().options(), "first_order": self.first_order}
+        inner = {} if self.inner_params is None else {"inner_params": list(self.inner_params)}
+        return {**super().options(), "first_order": self.first_order, **inner}
 
 
 @register
@@ -159,9 +185,11 @@ class FOMAML(MAML):
     summary = "first-order MAML, meta-gradient ∇L_Q at the adapted point (seed 000 eq. 3.1)"
 
     def __init__(
-        self, model, backend: Backend, inner_lr: float = 0.01, inner_steps: int = 5, loss: str | None = None
+        self, model, backend: Backend, inner_lr: float = 0.01, inner_steps: int = 5, loss: str | None = None,
+        inner_params: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(model, backend, inner_lr, inner_steps, first_order=True, loss=loss)
+        super().__init__(model, backend, inner_lr, inner_steps, first_order=True, loss=loss,
+                         inner_params=inner_params)
 
     def options(self) -> dict:
-        return {"inner_lr": self.inner_lr, "inner_steps": self.inner_steps}
+        return {k: v for k, v in super().options().items() if k != "first_order"}

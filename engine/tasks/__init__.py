@@ -5,7 +5,7 @@ from __future__ import annotations
 from innerloop.engine.errors import check_keywords, unknown_name
 from innerloop.engine.tasks.base import SPLITS, TaskBatch, TaskFamily, TaskStream, derive_seed, generator_for
 from innerloop.engine.tasks.binary_prototype import BinaryPrototypeRegression
-from innerloop.engine.tasks.channel_coding import ChannelCoding
+from innerloop.engine.tasks.channel_coding import ChannelCoding, ModelFreeChannelCoding
 from innerloop.engine.tasks.channel_prediction import ChannelPrediction
 from innerloop.engine.tasks.clusters import Clusters2D
 from innerloop.engine.tasks.demodulation import Demodulation
@@ -25,7 +25,7 @@ FAMILIES: dict[str, type[TaskFamily]] = {
     cls.name: cls
     for cls in (Sinusoid, GaussianProcess1D, Clusters2D, LinearRegression, Digits, Omniglot, MiniImageNet,
                 DoubleMotif, EventFolder, SpikingSinusoid, SpikingClusters, BinaryPrototypeRegression, Demodulation,
-                ChannelPrediction, ChannelCoding, PowerControl, ISIChannel)
+                ChannelPrediction, ChannelCoding, ModelFreeChannelCoding, PowerControl, ISIChannel)
 }
 
 
@@ -40,6 +40,7 @@ def make(name: str, **options) -> TaskFamily:
 __all__ = [
     "FAMILIES", "SPLITS", "ChannelCoding", "ChannelPrediction", "Clusters2D", "Demodulation",
     "Digits", "DoubleMotif", "EpisodeFamily", "EventFolder", "ExampleClass",
-    "GaussianProcess1D", "ISIChannel", "LinearRegression", "MiniImageNet", "Omniglot", "PowerControl", "Sinusoid",
+    "GaussianProcess1D", "ISIChannel", "LinearRegression", "MiniImageNet", "ModelFreeChannelCoding", "Omniglot",
+    "PowerControl", "Sinusoid",
     "TaskBatch", "TaskFamily", "TaskStream", "derive_seed", "generator_for", "make",
 ]
