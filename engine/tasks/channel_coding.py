@@ -15,6 +15,7 @@ trained without differentiating the channel (monograph §7.1.1).
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -149,8 +150,9 @@ class ModelFreeChannelCoding(ChannelCoding):
 
     def without_exploration(self) -> ModelFreeChannelCoding:
         """The same family sending its codewords unperturbed (p = 0): data after training, test frames."""
-        return ModelFreeChannelCoding(self.shots, self.queries, self.bits, self.uses, self.taps, self.snr_db,
-                                      self.receiver, self.equalizer_taps, self.context_dim, exploration=0.0)
+        quiet = copy.copy(self)
+        quiet.exploration = 0.0
+        return quiet
 
     def learner(self, hidden: tuple[int, ...], activation: str):
         """The link with a Gaussian-policy encoder, trained without differentiating the channel."""
