@@ -31,6 +31,9 @@ SUMMARIES = {
     "model-free-link": "online meta-learning of an encoder/decoder without a channel model (REINFORCE transmitter, "
                        "context-adapted receiver) over time-correlated channels: BLER vs frames and vs correlation "
                        "against online joint training and BPSK + ML (monograph §7.1.1, Figs. 7.1–7.2)",
+    "meta-rl": "meta-reinforcement learning on 2D navigation to unobserved goals: return after 0-3 policy-gradient "
+               "steps for MAML (REINFORCE and LVC Hessians), FOMAML, Reptile and joint training vs a random start "
+               "and the optimal return (monograph §7.1.2)",
     "channel-prediction": "closed-form iMAML linear channel predictors, naive and with the long-short-term "
                           "decomposition, vs joint, conventional and outdated CSI (monograph §5.4; no --iters)",
     "power-control": "REGNN power control over changing topologies: sum-rate vs meta-training periods for joint, "

@@ -35,6 +35,7 @@ from innerloop.engine.channel_prediction import channel_prediction
 from innerloop.engine.demodulation import demodulation
 from innerloop.engine.demodulation_devices import demodulation_devices
 from innerloop.engine.experiment_setup import prepare
+from innerloop.engine.meta_rl_experiment import meta_rl
 from innerloop.engine.model_free_link_experiment import model_free_link
 from innerloop.engine.neuromorphic import neuromorphic
 from innerloop.engine.online_demodulation import online_demodulation
@@ -321,12 +322,12 @@ def _figure_plot(document, methods, data, task_counts, path: Path) -> None:
 EXPERIMENTS = {"algorithm-table": algorithm_table, "figure-2.4": figure_2_4, "neuromorphic": neuromorphic,
                "quantum-bayes": quantum_bayes, "demodulation": demodulation,
                "demodulation-devices": demodulation_devices, "online-demodulation": online_demodulation,
-               "channel-coding": channel_coding, "model-free-link": model_free_link,
+               "channel-coding": channel_coding, "model-free-link": model_free_link, "meta-rl": meta_rl,
                "channel-prediction": channel_prediction, "power-control": power_control,
                "viterbi-equalization": viterbi_equalization, "theory": theory}
 OUTPUTS = {"algorithm-table": "algorithm_table", "figure-2.4": "figure_2_4", "neuromorphic": "neuromorphic",
            "quantum-bayes": "quantum_bayes", "demodulation": "demodulation",
            "demodulation-devices": "demodulation_devices", "online-demodulation": "online_demodulation",
-           "channel-coding": "channel_coding", "model-free-link": "model_free_link",
+           "channel-coding": "channel_coding", "model-free-link": "model_free_link", "meta-rl": "meta_rl",
            "channel-prediction": "channel_prediction", "power-control": "power_control",
            "viterbi-equalization": "viterbi_equalization", "theory": "implicit-prior"}

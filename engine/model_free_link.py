@@ -33,16 +33,9 @@ import torch.nn.functional as F
 from innerloop.engine.errors import ConfigError
 from innerloop.engine.link_autoencoder import LinkAutoencoder
 from innerloop.engine.params import Params
+from innerloop.engine.policy_gradient import leave_one_out_advantages, score_surrogate
 
 OBJECTIVE = "model_free_cross_entropy"
-
-
-def leave_one_out_advantages(losses: torch.Tensor) -> torch.Tensor:
-    """l_i − mean_{j≠i} l_j over the last axis, = K/(K − 1)·(l_i − l̄); the losses themselves for K = 1."""
-    count = losses.shape[-1]
-    if count == 1:
-        return losses
-    return (losses - losses.mean(-1, keepdim=True)) * count / (count - 1)
 
 
 class ModelFreeLink:
@@ -109,8 +102,7 @@ class ModelFreeLink:
         if self.exploration == 0:
             return losses.mean()
         log_policy = -((real - code_real) ** 2 + (imag - code_imag) ** 2).sum(-1) / self.exploration ** 2
-        score = leave_one_out_advantages(losses.detach()) * (log_policy - log_policy.detach())
-        return (losses + score).mean()
+        return (losses + score_surrogate(log_policy, leave_one_out_advantages(losses.detach()))).mean()
 
     def config(self) -> dict:
         return {**self.link.config(), "exploration": self.exploration, "training": "model-free"}

@@ -110,11 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--iters", type=int, default=None,
                     help="meta-iterations per run (default 2000; figure, quantum-bayes, power-control: 1000; "
                     "neuromorphic: 400; demodulation, demodulation-devices, viterbi-equalization: 3000; "
-                    "online-demodulation: 3000 arriving devices; model-free-link: 4000 frames)")
+                    "online-demodulation: 3000 arriving devices; model-free-link: 4000 frames; meta-rl: 1000)")
     ex.add_argument("--tasks", type=int, default=None,
                     help="held-out tasks per run (default 500; figure, quantum-bayes, channel-prediction, "
-                    "power-control, viterbi-equalization: 200; neuromorphic, demodulation, demodulation-devices, "
-                    "online-demodulation, model-free-link: 300; channel-coding: 100)")
+                    "power-control, viterbi-equalization, meta-rl: 200; neuromorphic, demodulation, "
+                    "demodulation-devices, online-demodulation, model-free-link: 300; channel-coding: 100)")
     ex.add_argument("--algos", default=None,
                     help="comma-separated subset of algorithms, methods or (theory) parts (default: all)")
     ex.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
@@ -329,6 +329,11 @@ def _experiment(args: argparse.Namespace) -> int:
                   + ", ".join(f"ρ={rho} {bler:.4f}" for rho, bler in by_rho.items()))
         print(f"conventional (BPSK + ML) {summary['conventional_bler']:.4f}; significantly below it: "
               + json.dumps(summary["significantly_below_conventional"]))
+    elif args.name == "meta-rl":
+        for method, row in {**document["rows"], "scratch": document["scratch"]}.items():
+            print(f"{method:<9} held-out return after 0..{document['steps']} policy-gradient steps: "
+                  + ", ".join(f"{r['return']['mean']:.2f}" for r in row))
+        print(f"optimal return {document['optimal_return']['mean']:.2f}")
     elif args.name == "channel-prediction":
         for method, by_n in document["summary"].items():
             print(f"{method:<12} NMSE (dB) vs training windows: "

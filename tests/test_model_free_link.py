@@ -15,7 +15,8 @@ from conftest import unrolled_maml_gradient
 from innerloop.engine import tasks
 from innerloop.engine.algorithms import MAML
 from innerloop.engine.errors import ConfigError
-from innerloop.engine.model_free_link import ModelFreeLink, leave_one_out_advantages
+from innerloop.engine.model_free_link import ModelFreeLink
+from innerloop.engine.policy_gradient import leave_one_out_advantages
 
 
 def small_link(exploration: float = 0.3, context_dim: int = 0) -> tuple[tasks.TaskFamily, ModelFreeLink]:

@@ -17,6 +17,7 @@ from innerloop.engine.tasks.gp import GaussianProcess1D
 from innerloop.engine.tasks.images import MiniImageNet, Omniglot
 from innerloop.engine.tasks.isi_channel import ISIChannel
 from innerloop.engine.tasks.linear import LinearRegression
+from innerloop.engine.tasks.navigation import Navigation2D
 from innerloop.engine.tasks.power_control import PowerControl
 from innerloop.engine.tasks.sinusoid import Sinusoid
 from innerloop.engine.tasks.spike_encoded import SpikingClusters, SpikingSinusoid
@@ -25,7 +26,7 @@ FAMILIES: dict[str, type[TaskFamily]] = {
     cls.name: cls
     for cls in (Sinusoid, GaussianProcess1D, Clusters2D, LinearRegression, Digits, Omniglot, MiniImageNet,
                 DoubleMotif, EventFolder, SpikingSinusoid, SpikingClusters, BinaryPrototypeRegression, Demodulation,
-                ChannelPrediction, ChannelCoding, ModelFreeChannelCoding, PowerControl, ISIChannel)
+                ChannelPrediction, ChannelCoding, ModelFreeChannelCoding, PowerControl, ISIChannel, Navigation2D)
 }
 
 
@@ -40,7 +41,7 @@ def make(name: str, **options) -> TaskFamily:
 __all__ = [
     "FAMILIES", "SPLITS", "ChannelCoding", "ChannelPrediction", "Clusters2D", "Demodulation",
     "Digits", "DoubleMotif", "EpisodeFamily", "EventFolder", "ExampleClass",
-    "GaussianProcess1D", "ISIChannel", "LinearRegression", "MiniImageNet", "ModelFreeChannelCoding", "Omniglot",
-    "PowerControl", "Sinusoid",
+    "GaussianProcess1D", "ISIChannel", "LinearRegression", "MiniImageNet", "ModelFreeChannelCoding", "Navigation2D",
+    "Omniglot", "PowerControl", "Sinusoid",
     "TaskBatch", "TaskFamily", "TaskStream", "derive_seed", "generator_for", "make",
 ]
