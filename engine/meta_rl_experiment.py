@@ -126,9 +126,10 @@ def meta_rl(out: str | Path, iters: int = 1000, tasks: int = 200, algorithms: li
     from innerloop.engine.meta_rl_plots import plot
 
     methods, out = prepare("meta-rl method", algorithms, list(METHODS), jobs, out, tasks=tasks)
-    family = build.family(_config("maml", iters, seed))
+    config = _config("maml", iters, seed)
+    family = build.family(config)
     batch = held_out(family, tasks, seed)
-    model = build.model(_config("maml", iters, seed), family)
+    model = build.model(config, family)
     scratch = _scratch(family, model, batch, seed)
     results: dict[str, dict[str, torch.Tensor]] = {}
     seconds = {}

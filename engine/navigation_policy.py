@@ -105,6 +105,10 @@ class NavigationPolicy:
                              "build the policy with the task family's horizon")
         return x.reshape(*x.shape[:-1], self.horizon, 2)
 
+    def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The environment's dynamics s_{t+1} = s_t + clip(a_t, ±max_step) (any leading axes)."""
+        return state + action.clamp(-self.max_step, self.max_step)
+
     def rollout(self, params: Params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(states s_0…s_{H−1}, actions a_0…a_{H−1}), each [..., H, 2], of the episodes whose noise is
         ``x`` [..., 2H] under ``params`` (differentiable in the parameters only through a_t's mean)."""
@@ -116,13 +120,12 @@ class NavigationPolicy:
             action = self._mean(params, state) + std * noise[..., t, :]
             states.append(state)
             actions.append(action)
-            state = state + action.clamp(-self.max_step, self.max_step)
+            state = self.step(state, action)
         return torch.stack(states, dim=-2), torch.stack(actions, dim=-2)
 
     def trajectory(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """Positions s_1…s_H [..., H, 2] after each step."""
-        states, actions = self.rollout(params, x)
-        return states + actions.clamp(-self.max_step, self.max_step)
+        return self.step(*self.rollout(params, x))
 
     def apply(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """The final position s_H [..., 2] of each episode."""
@@ -138,7 +141,7 @@ class NavigationPolicy:
         """S(ϕ) of the module docstring for one task's episodes x [K, 2H] and goals y [K, 2]."""
         frozen = {k: v.detach() for k, v in params.items()}
         states, actions = self.rollout(frozen, x)
-        positions = states + actions.clamp(-self.max_step, self.max_step)
+        positions = self.step(states, actions)
         rewards = -(positions - y[..., None, :]).norm(dim=-1)  # [K, H]
         costs = -rewards_to_go(rewards, self.discount)
         advantages = leave_one_out_advantages(costs.transpose(-1, -2)).transpose(-1, -2)  # over episodes
