@@ -34,6 +34,10 @@ SUMMARIES = {
     "meta-rl": "meta-reinforcement learning on 2D navigation to unobserved goals: return after 0-3 policy-gradient "
                "steps for MAML (REINFORCE and LVC Hessians), FOMAML, Reptile and joint training vs a random start "
                "and the optimal return (monograph §7.1.2)",
+    "uabs-trajectory": "continual meta-RL of an aerial base station's flight over changing vehicular traffic, without "
+                       "revisiting old patterns: prequential and held-out return of MAML, FOMAML, FOMAML with "
+                       "revisiting and online joint training vs a random start and the trajectory planned with the "
+                       "road known (monograph §7.1.2, [138])",
     "channel-prediction": "closed-form iMAML linear channel predictors, naive and with the long-short-term "
                           "decomposition, vs joint, conventional and outdated CSI (monograph §5.4; no --iters)",
     "power-control": "REGNN power control over changing topologies: sum-rate vs meta-training periods for joint, "

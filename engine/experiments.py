@@ -44,6 +44,7 @@ from innerloop.engine.quantum_bayes import quantum_bayes
 from innerloop.engine.rundir import atomic_write_json, atomic_write_text
 from innerloop.engine.stats import nan_for_null
 from innerloop.engine.theory_experiment import theory
+from innerloop.engine.uabs_experiment import uabs_trajectory
 from innerloop.engine.viterbi_equalization import viterbi_equalization
 
 BASELINE_LR = 0.01
@@ -323,11 +324,13 @@ EXPERIMENTS = {"algorithm-table": algorithm_table, "figure-2.4": figure_2_4, "ne
                "quantum-bayes": quantum_bayes, "demodulation": demodulation,
                "demodulation-devices": demodulation_devices, "online-demodulation": online_demodulation,
                "channel-coding": channel_coding, "model-free-link": model_free_link, "meta-rl": meta_rl,
+               "uabs-trajectory": uabs_trajectory,
                "channel-prediction": channel_prediction, "power-control": power_control,
                "viterbi-equalization": viterbi_equalization, "theory": theory}
 OUTPUTS = {"algorithm-table": "algorithm_table", "figure-2.4": "figure_2_4", "neuromorphic": "neuromorphic",
            "quantum-bayes": "quantum_bayes", "demodulation": "demodulation",
            "demodulation-devices": "demodulation_devices", "online-demodulation": "online_demodulation",
            "channel-coding": "channel_coding", "model-free-link": "model_free_link", "meta-rl": "meta_rl",
+           "uabs-trajectory": "uabs_trajectory",
            "channel-prediction": "channel_prediction", "power-control": "power_control",
            "viterbi-equalization": "viterbi_equalization", "theory": "implicit-prior"}

@@ -100,8 +100,8 @@ class Learner:
                     f"labels go up to {top} but the model has only {model.out_dim} outputs",
                     f"build the model with out_dim={top + 1} (the number of ways)",
                 )
-        elif batch.support_y.shape[-1] != model.out_dim:
+        elif batch.support_y.shape[-1] != (expected := getattr(model, "target_dim", model.out_dim)):  # a policy's task
             raise ShapeError(
-                f"the model has {model.out_dim} outputs but the targets have {batch.support_y.shape[-1]}",
-                f"build the model with out_dim={batch.support_y.shape[-1]}",
+                f"the model takes targets of size {expected} but the tasks' have {batch.support_y.shape[-1]}",
+                f"build the model with the task family's learner(), or out_dim={batch.support_y.shape[-1]}",
             )

@@ -35,6 +35,7 @@ import torch
 from innerloop.engine.config import TrainConfig
 from innerloop.engine.experiment_setup import prepare
 from innerloop.engine.params import Params
+from innerloop.engine.policy_adaptation import adapt_policy
 from innerloop.engine.rundir import atomic_write_json
 from innerloop.engine.stats import summarize
 from innerloop.engine.tasks import generator_for
@@ -59,35 +60,12 @@ def held_out(family, tasks: int, seed: int):
 
 
 def adaptation(model, start: Params, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(returns [STEPS + 1, tasks], final squared distances [STEPS + 1, tasks], mean-action paths of the
-    first ``PATHS`` tasks [STEPS + 1, PATHS, HORIZON, 2]) after 0…STEPS policy-gradient steps of α =
-    ``INNER_LR`` from per-task parameters ``start``, in float64 on the cpu backend."""
-    from innerloop import backends
-    from innerloop.engine.inner import sgd_trajectory
-    from innerloop.engine.learner import Learner
-
-    backend, learner = backends.get("cpu", dtype=torch.float64), Learner(model, model.objective_name)
-    start = {k: v.to(torch.float64) for k, v in start.items()}
-    states = sgd_trajectory(backend, learner, start, batch.support_x, batch.support_y, INNER_LR, STEPS,
-                            keep_states=True).states
-    still = torch.zeros(PATHS, 1, model.in_dim, dtype=torch.float64)  # ε = 0: the policy's mean action
-    returns, distances, paths = [], [], []
-    for params in states:
-        returns.append(-backend.loss(learner, params, batch.query_x, batch.query_y).detach())
-        ends = torch.func.vmap(model.apply)(params, batch.query_x)
-        distances.append(((ends - batch.query_y) ** 2).sum(-1).mean(-1).detach())
-        first = {k: v[:PATHS] for k, v in params.items()}
-        paths.append(torch.func.vmap(model.trajectory)(first, still)[:, 0].detach())
-    return torch.stack(returns), torch.stack(distances), torch.stack(paths)
-
-
-def optimal_returns(family, goals: torch.Tensor) -> torch.Tensor:
-    """The best return for goals [tasks, 2]: every coordinate moves ``max_step`` toward its goal
-    coordinate per step and stops there, which minimizes every coordinate's distance — hence
-    ‖s_t − g‖ — at every step t."""
-    steps = torch.arange(1, family.horizon + 1, dtype=torch.float64)[:, None, None] * family.max_step
-    positions = goals.sign() * torch.minimum(goals.abs(), steps)
-    return -(positions - goals).norm(dim=-1).sum(0)
+    """(returns [STEPS + 1, tasks], final squared distances to the goal [STEPS + 1, tasks], mean-action
+    paths of the first ``PATHS`` tasks [STEPS + 1, PATHS, HORIZON, 2]) after 0…STEPS policy-gradient
+    steps of α = ``INNER_LR`` from per-task parameters ``start``."""
+    scored = adapt_policy(model, start, batch, INNER_LR, STEPS, PATHS)
+    distances = ((scored.finals - batch.query_y.to(torch.float64)) ** 2).sum(-1).mean(-1)
+    return scored.returns, distances, scored.paths
 
 
 def _run(args: tuple[str, int, int, int, str]) -> dict[str, Any]:
@@ -148,7 +126,7 @@ def meta_rl(out: str | Path, iters: int = 1000, tasks: int = 200, algorithms: li
         "meta_batch": META_BATCH, "steps": STEPS, "seconds": seconds,
         "rows": {m: _rows(r["returns"], r["distances"]) for m, r in results.items()},
         "scratch": _rows(scratch["returns"], scratch["distances"]),
-        "optimal_return": summarize(optimal_returns(family, goals)),
+        "optimal_return": summarize(family.best_returns(goals)),
         "paths": {"goals": goals[:PATHS].tolist(), "scratch": scratch["paths"].tolist(),
                   **{m: r["paths"].tolist() for m, r in results.items()}},
     }

@@ -1,14 +1,18 @@
-"""A Gaussian policy for 2D point navigation, trained by policy gradients (monograph §7.1.2,
-meta-learning for reinforcement learning; the 2D navigation task of MAML, the monograph's [6]).
+"""A Gaussian policy for a point moving in the plane, trained by policy gradients (monograph
+§7.1.2, meta-learning for reinforcement learning; the 2D navigation task of MAML, the monograph's
+[6], and the aerial base station of its [138]).
 
-The agent starts at the origin. At step t it observes its position s_t only (not the goal) and
-samples an action a_t = μ_ϕ(s_t) + σ_ϕ ⊙ ε_t, ε_t ~ N(0, I), from the policy
-π_ϕ(a|s) = N(μ_ϕ(s), diag σ_ϕ²) (μ_ϕ an MLP, log σ_ϕ the parameter ``log_std``). The point moves
-by the clipped action, s_{t+1} = s_t + clip(a_t, ±max_step), and earns r_t = −‖s_{t+1} − g‖ for
-the task's goal g. An episode lasts ``horizon`` steps; its return is R = Σ_t r_t.
+The agent starts at the origin. At step t it observes o_t = ``environment.observe``(s_t, t/H) —
+its position s_t (and, where the task moves, the elapsed fraction t/H), never the task — and
+samples an action a_t = μ_ϕ(o_t) + σ_ϕ ⊙ ε_t, ε_t ~ N(0, I), from the policy
+π_ϕ(a|o) = N(μ_ϕ(o), diag σ_ϕ²) (μ_ϕ an MLP, log σ_ϕ the parameter ``log_std``). The point moves
+by the clipped action, s_{t+1} = s_t + clip(a_t, ±max_step), and earns the environment's reward
+r_t(s_{t+1}; y) for the task's target y (:mod:`~innerloop.engine.rl_environments`; for 2D
+navigation r_t = −‖s_{t+1} − g‖ with y = g). An episode lasts ``horizon`` steps; its return is
+R = Σ_t r_t.
 
 The environment is not differentiated. A data point is one episode's noise x = (ε_1, …, ε_H)
-(flattened, [2H]) with the goal as its target y = g: drawing the noise ahead (common random
+(flattened, [2H]) with the task's target y: drawing the noise ahead (common random
 numbers) makes the episodes a deterministic function of the policy, so the objective is an
 ordinary loss and the meta-gradients of every algorithm can be checked against autograd
 unrolls. The episodes of a support or query set are rolled out with the parameters the objective
@@ -37,6 +41,7 @@ from innerloop.engine.errors import ConfigError, ShapeError
 from innerloop.engine.models import MLP
 from innerloop.engine.params import Params, check_shapes, count
 from innerloop.engine.policy_gradient import check_estimator, leave_one_out_advantages, rewards_to_go, score_surrogate
+from innerloop.engine.rl_environments import GoalReaching
 
 OBJECTIVE = "negative_return"
 LOG_STD = "log_std"
@@ -53,11 +58,12 @@ def check_episodes(horizon: int, max_step: float, discount: float, init_std: flo
 
 
 class NavigationPolicy:
-    """π_ϕ(a|s) = N(μ_ϕ(s), diag σ_ϕ²) over ``horizon``-step episodes of a point in the plane.
+    """π_ϕ(a|o) = N(μ_ϕ(o), diag σ_ϕ²) over ``horizon``-step episodes of a point in the plane, in
+    ``environment`` (default: :class:`~innerloop.engine.rl_environments.GoalReaching`).
 
-    ``apply`` gives the final position s_H of each episode ([..., 2], compared with the goal y:
-    the evaluation's "mse" is the per-coordinate mean squared error of the final position, half
-    the mean squared distance to the goal at the end of an episode);
+    ``apply`` gives the final position s_H of each episode ([..., 2]; for goal reaching it is
+    compared with the goal y: the evaluation's "mse" is the per-coordinate mean squared error of
+    the final position, half the mean squared distance to the goal at the end of an episode);
     ``trajectory`` gives every position.
     """
 
@@ -65,12 +71,14 @@ class NavigationPolicy:
 
     def __init__(self, horizon: int = 20, hidden: Sequence[int] = (100, 100), activation: str = "relu",
                  max_step: float = 0.1, discount: float = 0.99, init_std: float = 0.1,
-                 estimator: str = "reinforce", normalize_advantages: bool = True) -> None:
+                 estimator: str = "reinforce", normalize_advantages: bool = True, environment=None) -> None:
         check_episodes(horizon, max_step, discount, init_std, estimator)
+        self.environment = GoalReaching() if environment is None else environment
+        self.predicts_targets, self.target_dim = self.environment.predicts_targets, self.environment.target_dim
         self.normalize_advantages = bool(normalize_advantages)
         self.horizon, self.max_step, self.discount = int(horizon), float(max_step), float(discount)
         self.init_std, self.estimator = float(init_std), estimator
-        self.mean = MLP(2, hidden, 2, activation)
+        self.mean = MLP(self.environment.observation_dim, hidden, 2, activation)
         self.in_dim, self.out_dim = 2 * self.horizon, 2
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -96,8 +104,10 @@ class NavigationPolicy:
     def check_params(self, params: Params, task_axis: bool = False) -> None:
         check_shapes(self.shapes(), params, repr(self), task_axis)
 
-    def _mean(self, params: Params, states: torch.Tensor) -> torch.Tensor:
-        return self.mean.apply({k[5:]: v for k, v in params.items() if k.startswith("mean.")}, states)
+    def _mean(self, params: Params, states: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """μ_ϕ(o) at states [..., 2] observed at steps t (broadcastable to states[..., 0])."""
+        observations = self.environment.observe(states, steps / self.horizon)
+        return self.mean.apply({k[5:]: v for k, v in params.items() if k.startswith("mean.")}, observations)
 
     def _noise(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_dim:
@@ -115,9 +125,10 @@ class NavigationPolicy:
         noise = self._noise(x)
         std = params[LOG_STD].exp()
         state = torch.zeros_like(noise[..., 0, :])
+        steps = torch.arange(self.horizon, dtype=noise.dtype, device=noise.device)
         states, actions = [], []
         for t in range(self.horizon):
-            action = self._mean(params, state) + std * noise[..., t, :]
+            action = self._mean(params, state, steps[t]) + std * noise[..., t, :]
             states.append(state)
             actions.append(action)
             state = self.step(state, action)
@@ -132,17 +143,19 @@ class NavigationPolicy:
         return self.trajectory(params, x)[..., -1, :]
 
     def log_policy(self, params: Params, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """log π_ϕ(a|s) [..., H] up to its constant: Σ_d −(a_d − μ_d)²/(2σ_d²) − log σ_d."""
+        """log π_ϕ(a|o) [..., H] up to its constant: Σ_d −(a_d − μ_d)²/(2σ_d²) − log σ_d, for the
+        states s_0…s_{H−1} and actions of whole episodes."""
         log_std = params[LOG_STD]
-        z = (actions - self._mean(params, states)) * torch.exp(-log_std)
+        steps = torch.arange(self.horizon, dtype=states.dtype, device=states.device)
+        z = (actions - self._mean(params, states, steps)) * torch.exp(-log_std)
         return (-0.5 * z ** 2 - log_std).sum(-1)
 
     def objective(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """S(ϕ) of the module docstring for one task's episodes x [K, 2H] and goals y [K, 2]."""
+        """S(ϕ) of the module docstring for one task's episodes x [K, 2H] and targets y [K, ·]."""
         frozen = {k: v.detach() for k, v in params.items()}
         states, actions = self.rollout(frozen, x)
         positions = self.step(states, actions)
-        rewards = -(positions - y[..., None, :]).norm(dim=-1)  # [K, H]
+        rewards = self.environment.rewards(positions, y)  # [K, H]
         costs = -rewards_to_go(rewards, self.discount)
         advantages = leave_one_out_advantages(costs.transpose(-1, -2)).transpose(-1, -2)  # over episodes
         if self.normalize_advantages:
@@ -153,8 +166,9 @@ class NavigationPolicy:
     def config(self) -> dict:
         return {"horizon": self.horizon, "max_step": self.max_step, "discount": self.discount,
                 "init_std": self.init_std, "estimator": self.estimator,
-                "normalize_advantages": self.normalize_advantages, "mean": self.mean.config()}
+                "normalize_advantages": self.normalize_advantages, "mean": self.mean.config(),
+                **self.environment.config()}
 
     def __repr__(self) -> str:
-        return (f"NavigationPolicy(horizon={self.horizon}, hidden={self.mean.hidden}, "
+        return (f"NavigationPolicy({self.environment.name}, horizon={self.horizon}, hidden={self.mean.hidden}, "
                 f"estimator={self.estimator!r})")

@@ -97,3 +97,21 @@ def online_meta_learning(algorithm, params: Params, arrivals: Iterable[TaskBatch
             callback(t, params)
     bar.close()
     return run
+
+
+def held_out_checks(score: Callable[[Params], torch.Tensor], params: Params, arrivals: int, checks: int,
+                    unit: str) -> tuple[list[dict], Callable[[int, Params], None]]:
+    """(curve, callback) for watching a run on held-out tasks: the curve starts with the summary of
+    ``score(params)`` (one score per held-out task) before any arrival, and ``callback`` — the
+    ``callback`` of :func:`online_meta_learning` — appends it after every ``arrivals``/``checks``
+    arrivals, each entry {``unit``: arrivals so far, mean, ci95, …}."""
+    from innerloop.engine.stats import summarize
+
+    due = {round(arrivals * (i + 1) / checks) for i in range(checks)}
+    curve = [{unit: 0, **summarize(score(params))}]
+
+    def check(t: int, current: Params) -> None:
+        if t in due:
+            curve.append({unit: t, **summarize(score(current))})
+
+    return curve, check

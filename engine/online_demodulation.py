@@ -117,7 +117,7 @@ def most_uncertain(algorithm, measure: str = "entropy") -> Callable[[Params, Tas
 def _run(args: tuple[str, int, int, int]) -> dict[str, Any]:
     """One method's online run (a worker process)."""
     from innerloop.engine import build
-    from innerloop.engine.online import online_meta_learning
+    from innerloop.engine.online import held_out_checks, online_meta_learning
 
     torch.set_num_threads(1)
     method, iters, tasks, seed = args
@@ -129,13 +129,7 @@ def _run(args: tuple[str, int, int, int]) -> dict[str, Any]:
     algorithm.seed(derive_seed(seed, "algorithm"))
     params = algorithm.init_params(generator_for(seed, "init"), backend.dtype, backend.device)
     test = held_out(family, tasks, seed).first_support(SHOTS)
-    checks = {round(iters * (i + 1) / CHECKS) for i in range(CHECKS)}
-    curve = [{"devices": 0, **summarize(device_ser(algorithm, params, test))}]
-
-    def check(t: int, current: Params) -> None:
-        if t in checks:
-            curve.append({"devices": t, **summarize(device_ser(algorithm, current, test))})
-
+    curve, check = held_out_checks(lambda p: device_ser(algorithm, p, test), params, iters, CHECKS, "devices")
     began = time.perf_counter()
     candidates = spec.get("candidates", 1)
     run = online_meta_learning(algorithm, params, islice(arrivals(family, seed, candidates), iters), lr=OUTER_LR,

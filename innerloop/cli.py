@@ -110,10 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--iters", type=int, default=None,
                     help="meta-iterations per run (default 2000; figure, quantum-bayes, power-control: 1000; "
                     "neuromorphic: 400; demodulation, demodulation-devices, viterbi-equalization: 3000; "
-                    "online-demodulation: 3000 arriving devices; model-free-link: 4000 frames; meta-rl: 1000)")
+                    "online-demodulation: 3000 arriving devices; model-free-link: 4000 frames; meta-rl: 1000; "
+                    "uabs-trajectory: 1500 arriving traffic patterns)")
     ex.add_argument("--tasks", type=int, default=None,
                     help="held-out tasks per run (default 500; figure, quantum-bayes, channel-prediction, "
-                    "power-control, viterbi-equalization, meta-rl: 200; neuromorphic, demodulation, "
+                    "power-control, viterbi-equalization, meta-rl, uabs-trajectory: 200; neuromorphic, demodulation, "
                     "demodulation-devices, online-demodulation, model-free-link: 300; channel-coding: 100)")
     ex.add_argument("--algos", default=None,
                     help="comma-separated subset of algorithms, methods or (theory) parts (default: all)")
@@ -334,6 +335,14 @@ def _experiment(args: argparse.Namespace) -> int:
             print(f"{method:<9} held-out return after 0..{document['steps']} policy-gradient steps: "
                   + ", ".join(f"{r['return']['mean']:.2f}" for r in row))
         print(f"optimal return {document['optimal_return']['mean']:.2f}")
+    elif args.name == "uabs-trajectory":
+        for method, row in document["rows"].items():
+            print(f"{method:<13} prequential return {row['prequential_mean']['mean']:.1f} (last quarter "
+                  f"{row['last_quarter']['mean']:.1f}); held-out return after 0..{document['steps']} steps: "
+                  + ", ".join(f"{r['return']['mean']:.1f}" for r in row["adaptation"]))
+        print(f"random start, held-out return after 0..{document['steps']} steps: "
+              + ", ".join(f"{r['return']['mean']:.1f}" for r in document["scratch"]["adaptation"])
+              + f"; planned with the road known {document['planned']['held_out']['mean']:.1f}")
     elif args.name == "channel-prediction":
         for method, by_n in document["summary"].items():
             print(f"{method:<12} NMSE (dB) vs training windows: "

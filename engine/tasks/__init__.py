@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from innerloop.engine.errors import check_keywords, unknown_name
+from innerloop.engine.tasks.aerial import AerialBaseStation
 from innerloop.engine.tasks.base import SPLITS, TaskBatch, TaskFamily, TaskStream, derive_seed, generator_for
 from innerloop.engine.tasks.binary_prototype import BinaryPrototypeRegression
 from innerloop.engine.tasks.channel_coding import ChannelCoding, ModelFreeChannelCoding
@@ -26,7 +27,8 @@ FAMILIES: dict[str, type[TaskFamily]] = {
     cls.name: cls
     for cls in (Sinusoid, GaussianProcess1D, Clusters2D, LinearRegression, Digits, Omniglot, MiniImageNet,
                 DoubleMotif, EventFolder, SpikingSinusoid, SpikingClusters, BinaryPrototypeRegression, Demodulation,
-                ChannelPrediction, ChannelCoding, ModelFreeChannelCoding, PowerControl, ISIChannel, Navigation2D)
+                ChannelPrediction, ChannelCoding, ModelFreeChannelCoding, PowerControl, ISIChannel, Navigation2D,
+                AerialBaseStation)
 }
 
 
@@ -39,7 +41,7 @@ def make(name: str, **options) -> TaskFamily:
 
 
 __all__ = [
-    "FAMILIES", "SPLITS", "ChannelCoding", "ChannelPrediction", "Clusters2D", "Demodulation",
+    "FAMILIES", "SPLITS", "AerialBaseStation", "ChannelCoding", "ChannelPrediction", "Clusters2D", "Demodulation",
     "Digits", "DoubleMotif", "EpisodeFamily", "EventFolder", "ExampleClass",
     "GaussianProcess1D", "ISIChannel", "LinearRegression", "MiniImageNet", "ModelFreeChannelCoding", "Navigation2D",
     "Omniglot", "PowerControl", "Sinusoid",
