@@ -41,7 +41,7 @@ from innerloop.engine.errors import ConfigError, ShapeError
 from innerloop.engine.models import MLP
 from innerloop.engine.params import Params, check_shapes, count
 from innerloop.engine.policy_gradient import check_estimator, leave_one_out_advantages, rewards_to_go, score_surrogate
-from innerloop.engine.rl_environments import GoalReaching
+from innerloop.engine.rl_environments import GoalReaching, PlanarEnvironment
 
 OBJECTIVE = "negative_return"
 LOG_STD = "log_std"
@@ -71,7 +71,8 @@ class NavigationPolicy:
 
     def __init__(self, horizon: int = 20, hidden: Sequence[int] = (100, 100), activation: str = "relu",
                  max_step: float = 0.1, discount: float = 0.99, init_std: float = 0.1,
-                 estimator: str = "reinforce", normalize_advantages: bool = True, environment=None) -> None:
+                 estimator: str = "reinforce", normalize_advantages: bool = True,
+                 environment: PlanarEnvironment | None = None) -> None:
         check_episodes(horizon, max_step, discount, init_std, estimator)
         self.environment = GoalReaching() if environment is None else environment
         self.predicts_targets, self.target_dim = self.environment.predicts_targets, self.environment.target_dim

@@ -14,11 +14,29 @@ never observes.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 
 from innerloop.engine.errors import ConfigError, ShapeError
 from innerloop.engine.progress import Progress
+
+
+class PlanarEnvironment(Protocol):
+    """What :class:`~innerloop.engine.navigation_policy.NavigationPolicy` needs of an environment."""
+
+    name: str
+    observation_dim: int  # the mean network's input size
+    target_dim: int  # the size of a task's target y
+    predicts_targets: bool  # whether the final position estimates y (the evaluation's error)
+
+    def observe(self, states: torch.Tensor, progress: torch.Tensor) -> torch.Tensor: ...
+
+    def rewards(self, positions: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+    def best_returns(self, y: torch.Tensor, horizon: int, max_step: float) -> torch.Tensor: ...
+
+    def config(self) -> dict: ...
 
 
 def _check_targets(y: torch.Tensor, dim: int, what: str) -> None:

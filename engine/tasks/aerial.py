@@ -17,6 +17,7 @@ import math
 import torch
 
 from innerloop.engine.errors import ConfigError
+from innerloop.engine.rl_environments import AerialCoverage
 from innerloop.engine.tasks.navigation import PolicyGradientFamily
 
 
@@ -35,12 +36,10 @@ class AerialBaseStation(PolicyGradientFamily):
         super().__init__(shots, queries, horizon, max_step, discount, init_std, estimator, normalize_advantages)
         if not road_range >= 0:
             raise ConfigError(f"road_range must be >= 0, got {road_range}", "e.g. road_range=0.25")
-        from innerloop.engine.rl_environments import AerialCoverage
-
         self.road_range = float(road_range)
         self.coverage = AerialCoverage(vehicles, platoon_length, speed, altitude, snr_db)
 
-    def environment(self):
+    def environment(self) -> AerialCoverage:
         return self.coverage
 
     def targets(self, num_tasks: int, generator: torch.Generator | None) -> tuple[torch.Tensor, dict]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from innerloop.engine.errors import ConfigError
+from innerloop.engine.rl_environments import GoalReaching, PlanarEnvironment
 from innerloop.engine.tasks.base import TaskBatch, TaskFamily
 
 
@@ -37,7 +38,7 @@ class PolicyGradientFamily(TaskFamily):
     def input_dim(self) -> int:  # type: ignore[override]
         return 2 * self.horizon
 
-    def environment(self):
+    def environment(self) -> PlanarEnvironment:
         """The rewards and observations of this family's tasks."""
         raise NotImplementedError
 
@@ -92,9 +93,7 @@ class Navigation2D(PolicyGradientFamily):
             raise ConfigError(f"goal_range must be > 0, got {goal_range}", "e.g. goal_range=0.5")
         self.goal_range = float(goal_range)
 
-    def environment(self):
-        from innerloop.engine.rl_environments import GoalReaching
-
+    def environment(self) -> PlanarEnvironment:
         return GoalReaching()
 
     def targets(self, num_tasks: int, generator: torch.Generator | None) -> tuple[torch.Tensor, dict]:
