@@ -21,7 +21,10 @@ def small(monkeypatch):
     for name, value in (("SINGLE_POINTS", (2, 8)), ("META_TASKS", (1, 3)), ("META_POINTS", (2, 4)),
                         ("META_BETAS", (1.0, 30.0)), ("EXAMPLE_POINTS", (1, 10)), ("SPREADS", (0.1, 0.3)),
                         ("MEMR_TASKS", (1, 4)), ("MEMR_DRAWS", 50), ("MLR_TASKS", (3, 8)), ("MLR_POINTS", (6,)),
-                        ("MLR_REPLICATES", 300), ("MLR_INNER_LRS", (0.1, 0.3)), ("MLR_STRENGTHS", (0.3,))):
+                        ("MLR_REPLICATES", 300), ("MLR_INNER_LRS", (0.1, 0.3)), ("MLR_STRENGTHS", (0.3,)),
+                        ("DD_DIMS", (5, 25)), ("DD_DRAWS", 50), ("DD_META_DIMS", (4, 20, 40)), ("DD_META_DRAWS", 20),
+                        ("DD_SPIKED_DIMS", (5, 50)), ("DD_SPIKED_DRAWS", 20), ("MIS_TASKS", (1, 4)),
+                        ("MIS_DRAWS", 50)):
         monkeypatch.setattr(generalization, name, value)
 
 
